@@ -1,0 +1,230 @@
+/**
+ * createCharge: the use case, written as recovery points driven by one loop (rocket-rides-atomic).
+ *
+ * Takes: a merchant, the client's key and validated input.
+ * Resolves the key (IdempotencyStore), then, while this request holds the lease, runs phases:
+ *   STARTED     call the acquirer with `idem_<row id>` (no transaction open), then save its answer
+ *               on the key row → AUTHORIZED
+ *   AUTHORIZED  one statement: charge row + outbox event + key COMPLETED with the stored response
+ * Each phase is one atomic write and says what happens next: continue at a later point, or respond.
+ * Outcomes: a stored response (created, resumed or replayed), or a GatewayError:
+ *   TRANSIENT_FAILURE (503, key released), IDEMPOTENCY_KEY_IN_USE (409, lease lost to another
+ *   request), IDEMPOTENCY_KEY_REUSED (422).
+ * The completer runs the same phases for a key whose client never came back.
+ */
+import type { Fault } from '../config';
+import { GatewayError } from '../errors';
+import { AcquirerUnavailableError, type Acquirer, type Authorization } from '../acquirer/acquirer';
+import { canonicalJson, fingerprint } from '../idempotency/fingerprint';
+import type { IdempotencyStore } from '../idempotency/idempotency-store';
+import { saveAuthorized } from '../idempotency/postgres-store';
+import { acquirerKeyFor, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
+import { isTransientDatabaseError, type Database } from '../platform/database';
+import type { Logger } from '../platform/logger';
+import { newChargeId, type ChargeSnapshot } from './charge';
+import { recordCharge } from './record-charge';
+import type { CreateChargeInput } from './validation';
+
+export interface KeyedResult {
+  readonly outcome: 'created' | 'resumed' | 'replayed';
+  readonly response: StoredResponse;
+}
+
+/** What a phase decided: continue from a later recovery point, or answer with a stored response. */
+export type PhaseResult =
+  | { readonly next: HeldKey }
+  | { readonly respond: StoredResponse }
+  /** Only for the completer: nothing can be done now (no authorization yet); leave the key. */
+  | { readonly wait: true };
+
+export interface ChargeServiceDependencies {
+  readonly db: Database;
+  readonly idempotency: IdempotencyStore;
+  readonly acquirer: Acquirer;
+  readonly logger: Logger;
+  readonly faults: ReadonlySet<Fault>;
+  readonly leaseMs: number;
+}
+
+/** How a phase at STARTED learns the acquirer's answer. */
+type AuthorizationSource = (held: HeldKey, input: CreateChargeInput) => Promise<Authorization | null>;
+
+export class LostLeaseError extends GatewayError {
+  constructor() {
+    super('IDEMPOTENCY_KEY_IN_USE', 'Another request took this Idempotency-Key over; retry to read its outcome.', {
+      retryAfterSeconds: 1,
+    });
+  }
+}
+
+export class ChargeService {
+  constructor(private readonly deps: ChargeServiceDependencies) {}
+
+  keyedRequest(merchantId: string, key: string, input: CreateChargeInput): KeyedRequest {
+    return {
+      merchantId,
+      key,
+      operation: 'createCharge',
+      fingerprint: fingerprint('createCharge', input),
+      requestPayload: canonicalJson(input),
+    };
+  }
+
+  async createCharge(request: KeyedRequest, input: CreateChargeInput): Promise<KeyedResult> {
+    const resolution = await this.deps.idempotency.resolve(request);
+    if (resolution.outcome === 'replayed') return resolution;
+
+    const { held, redisOwner } = resolution;
+    try {
+      const response = await this.runPhases(request.merchantId, held, input, this.authorizeWithAcquirer);
+      await this.deps.idempotency.complete(request, response);
+      return { outcome: resolution.outcome, response };
+    } catch (error) {
+      throw await this.answerFailure(error, request, held, redisOwner);
+    }
+  }
+
+  /**
+   * Finishes a key whose holder died, from what the row holds. At STARTED it only asks the
+   * acquirer what it recorded (it never authorizes anew): money already authorized becomes a
+   * charge, and a key with no authorization is left for the client's retry.
+   */
+  async finishAbandoned(merchantId: string, held: HeldKey): Promise<StoredResponse | undefined> {
+    const input = JSON.parse(held.requestPayload) as CreateChargeInput;
+    try {
+      return await this.runPhases(merchantId, held, input, this.lookUpAuthorization);
+    } catch (error) {
+      if (error instanceof WaitSignal) return undefined;
+      throw error;
+    }
+  }
+
+  private async runPhases(
+    merchantId: string,
+    start: HeldKey,
+    input: CreateChargeInput,
+    authorizationSource: AuthorizationSource,
+  ): Promise<StoredResponse> {
+    let held = start;
+    // Two recovery points, so at most two phases; the bound guards against a bug looping forever.
+    for (let phase = 0; phase < 4; phase += 1) {
+      const result =
+        held.recoveryPoint === 'STARTED'
+          ? await this.authorizePhase(held, input, authorizationSource)
+          : await this.recordPhase(merchantId, held, input);
+      if ('respond' in result) return result.respond;
+      if ('wait' in result) throw new WaitSignal();
+      held = result.next;
+    }
+    throw new Error('invariant violated: createCharge phases did not converge');
+  }
+
+  /** STARTED → AUTHORIZED. The acquirer call happens here, with no transaction open. */
+  private async authorizePhase(
+    held: HeldKey,
+    input: CreateChargeInput,
+    authorizationSource: AuthorizationSource,
+  ): Promise<PhaseResult> {
+    const authorization = await authorizationSource(held, input);
+    if (authorization === null) return { wait: true };
+    this.crashIf('crash_after_acquirer');
+    const acquirerResult = JSON.stringify(authorization);
+    if (!(await saveAuthorized(this.deps.db, held, acquirerResult))) throw new LostLeaseError();
+    this.crashIf('crash_after_authorized');
+    return { next: { ...held, recoveryPoint: 'AUTHORIZED', acquirerResult } };
+  }
+
+  /** AUTHORIZED → COMPLETED: charge, outbox event and key completion in one statement. */
+  private async recordPhase(merchantId: string, held: HeldKey, input: CreateChargeInput): Promise<PhaseResult> {
+    if (held.acquirerResult === null) throw new Error('invariant violated: AUTHORIZED key without acquirer result');
+    const authorization = JSON.parse(held.acquirerResult) as Authorization;
+    const snapshot: ChargeSnapshot = {
+      id: newChargeId(),
+      amount: input.amount,
+      currency: input.currency,
+      status: authorization.approved ? 'SUCCEEDED' : 'FAILED',
+      failureCode: authorization.approved ? null : (authorization.declineCode ?? 'card_declined'),
+      description: input.description,
+      metadata: input.metadata,
+      createdAt: new Date().toISOString(),
+    };
+    const response: StoredResponse = {
+      status: 200,
+      code: null,
+      body: JSON.stringify(snapshot),
+      firstRequestAt: held.firstRequestAt,
+    };
+    const record = {
+      merchantId,
+      snapshot,
+      source: input.source,
+      authorizationId: authorization.approved ? authorization.authorizationId : null,
+    };
+    const recorded = this.deps.faults.has('fail_after_charge_insert')
+      ? await this.recordThenFail(held, record, response)
+      : await recordCharge(this.deps.db, held, record, response);
+    if (!recorded) throw new LostLeaseError();
+    return { respond: response };
+  }
+
+  /** Fault hook: the same statement inside a transaction that then fails, so it must roll back. */
+  private async recordThenFail(held: HeldKey, record: Parameters<typeof recordCharge>[2], response: StoredResponse): Promise<boolean> {
+    return this.deps.db.$transaction(async (tx) => {
+      await recordCharge(tx, held, record, response);
+      throw new InjectedFault('fail_after_charge_insert');
+    });
+  }
+
+  private readonly authorizeWithAcquirer: AuthorizationSource = (held, input) =>
+    this.deps.acquirer.authorize({
+      idempotencyKey: acquirerKeyFor(held.id),
+      kind: 'charge',
+      amount: input.amount,
+      currency: input.currency,
+      source: input.source,
+    });
+
+  private readonly lookUpAuthorization: AuthorizationSource = (held) =>
+    this.deps.acquirer.findAuthorization(acquirerKeyFor(held.id));
+
+  /** Turns a failure under a held lease into the client's answer, releasing the key when it is transient. */
+  private async answerFailure(
+    error: unknown,
+    request: KeyedRequest,
+    held: HeldKey,
+    redisOwner: string | undefined,
+  ): Promise<unknown> {
+    if (error instanceof GatewayError) return error;
+    const transient =
+      error instanceof AcquirerUnavailableError || error instanceof InjectedFault || isTransientDatabaseError(error);
+    if (!transient) {
+      // An unexpected error: the key is not released; its lease runs out and a retry resumes it.
+      this.deps.logger.error({ err: error, keyId: held.id }, 'createCharge failed unexpectedly');
+      return error;
+    }
+    this.deps.logger.warn({ err: error, keyId: held.id }, 'createCharge failed transiently; releasing the key');
+    const released = await this.deps.idempotency.release(request, held, redisOwner);
+    // If the database itself failed, the key could not be released: it frees when the lease runs out.
+    const retryAfterSeconds = released ? 1 : Math.max(1, Math.ceil(this.deps.leaseMs / 1000));
+    return new GatewayError(
+      'TRANSIENT_FAILURE',
+      released
+        ? 'A temporary failure stopped this charge; retry with the same Idempotency-Key.'
+        : 'A temporary failure stopped this charge; the key frees when its lease runs out, then retry with the same key.',
+      { retryAfterSeconds, cause: error },
+    );
+  }
+
+  private crashIf(fault: Fault): void {
+    if (this.deps.faults.has(fault)) process.kill(process.pid, 'SIGKILL');
+  }
+}
+
+class InjectedFault extends Error {
+  constructor(fault: Fault) {
+    super(`injected fault: ${fault}`);
+    this.name = 'InjectedFault';
+  }
+}
+
+class WaitSignal extends Error {}

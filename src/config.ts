@@ -1,0 +1,180 @@
+/**
+ * Configuration: the environment, parsed once at start into a typed, frozen object.
+ * A bad value throws a ConfigError naming the variable, and main() stops the process with it.
+ * The variable names in DESIGN.md §8 are a contract; the rest are ours and documented in
+ * docs/configuration.md.
+ */
+
+export type Role = 'all' | 'api' | 'relay' | 'worker';
+const roles: readonly Role[] = ['all', 'api', 'relay', 'worker'];
+
+/** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
+export type Fault = 'crash_after_acquirer' | 'crash_after_authorized' | 'fail_after_charge_insert';
+const faults: readonly Fault[] = ['crash_after_acquirer', 'crash_after_authorized', 'fail_after_charge_insert'];
+
+export interface Config {
+  readonly port: number;
+  readonly databaseUrl: string;
+  readonly redisUrl: string;
+  readonly role: Role;
+  readonly adminToken: string | undefined;
+  readonly nodeEnv: string;
+  readonly isProduction: boolean;
+  readonly logLevel: string;
+  readonly demoMerchantApiKey: string | undefined;
+  /** Prefix of every Redis key the gateway writes, so several deployments or tests share a Redis. */
+  readonly redisKeyPrefix: string;
+  /** Fail-fast bound on a hot-path Redis command: past it, the request falls through to Postgres. */
+  readonly redisCommandTimeoutMs: number;
+  readonly databasePoolSizeMax: number;
+  readonly databaseStatementTimeoutMs: number;
+  readonly databaseLockTimeoutMs: number;
+  /** How long an in-flight key is held. Longer than the acquirer's timeout, so a live holder keeps it. */
+  readonly idempotencyLeaseMs: number;
+  /** How long a completed response is kept in Redis (DESIGN.md §3: 24 hours). */
+  readonly idempotencyResponseTtlSeconds: number;
+  /** How long finished keys stay in Postgres before retention may purge them. */
+  readonly idempotencyRetentionHours: number;
+  /** A key left at STARTED this long after its lease ran out is marked ABANDONED. */
+  readonly idempotencyAbandonAfterHours: number;
+  readonly acquirerTimeoutMs: number;
+  /** How often the completer looks for keys whose holder died. */
+  readonly completerIntervalMs: number;
+  /** How long past its lease a key must be before the completer finishes it instead of a retry. */
+  readonly completerGraceMs: number;
+  readonly completerBatchSizeMax: number;
+  /** Audit rows for attempts answered from Redis are written in batches: this is the loss window. */
+  readonly auditFlushIntervalMs: number;
+  readonly auditBatchSizeMax: number;
+  readonly requestBodyBytesMax: number;
+  readonly queryDepthMax: number;
+  readonly queryComplexityMax: number;
+  readonly merchantCacheTtlMs: number;
+  readonly shutdownGraceMs: number;
+  readonly faults: ReadonlySet<Fault>;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function readString(env: Env, name: string, fallback: string): string {
+  const value = env[name];
+  if (value === undefined || value === '') return fallback;
+  return value;
+}
+
+function readInteger(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function readUrl(env: Env, name: string, fallback: string, protocols: readonly string[]): string {
+  const value = readString(env, name, fallback);
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(name, `must be a URL, got "${value}"`);
+  }
+  if (!protocols.includes(url.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${url.protocol}"`);
+  }
+  return value;
+}
+
+function readEnum<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
+  const value = readString(env, name, fallback);
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${value}"`);
+  }
+  return value as T;
+}
+
+function readFaults(env: Env, isProduction: boolean): ReadonlySet<Fault> {
+  const raw = readString(env, 'FAULTS', '');
+  if (raw === '') return new Set();
+  if (isProduction) throw new ConfigError('FAULTS', 'fault injection is refused when NODE_ENV=production');
+  const names = raw.split(',').map((name) => name.trim());
+  for (const name of names) {
+    if (!(faults as readonly string[]).includes(name)) {
+      throw new ConfigError('FAULTS', `unknown fault "${name}"; known: ${faults.join(', ')}`);
+    }
+  }
+  return new Set(names as Fault[]);
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const nodeEnv = readString(env, 'NODE_ENV', 'development');
+  const isProduction = nodeEnv === 'production';
+  const adminToken = readString(env, 'ADMIN_TOKEN', '') || undefined;
+  if (adminToken !== undefined && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters');
+  }
+  const demoMerchantApiKey = readString(env, 'DEMO_MERCHANT_API_KEY', '') || undefined;
+  if (demoMerchantApiKey !== undefined && !/^[\x21-\x7e]{16,200}$/.test(demoMerchantApiKey)) {
+    throw new ConfigError('DEMO_MERCHANT_API_KEY', 'must be 16 to 200 printable ASCII characters');
+  }
+  const redisKeyPrefix = readString(env, 'REDIS_KEY_PREFIX', 'pgw');
+  if (!/^[A-Za-z0-9_{}.-]{1,64}$/.test(redisKeyPrefix)) {
+    throw new ConfigError('REDIS_KEY_PREFIX', 'must be 1 to 64 of [A-Za-z0-9_{}.-]');
+  }
+
+  const acquirerTimeoutMs = readInteger(env, 'ACQUIRER_TIMEOUT_MS', 3_000, 50, 60_000);
+  const idempotencyLeaseMs = readInteger(env, 'IDEMPOTENCY_LEASE_MS', 15_000, 200, 600_000);
+  if (idempotencyLeaseMs <= acquirerTimeoutMs) {
+    throw new ConfigError('IDEMPOTENCY_LEASE_MS', `must be longer than ACQUIRER_TIMEOUT_MS (${acquirerTimeoutMs})`);
+  }
+
+  const config: Config = {
+    port: readInteger(env, 'PORT', 4000, 0, 65_535),
+    databaseUrl: readUrl(env, 'DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/payments', [
+      'postgres:',
+      'postgresql:',
+    ]),
+    redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    role: readEnum(env, 'ROLE', 'all', roles),
+    adminToken,
+    nodeEnv,
+    isProduction,
+    logLevel: readEnum(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    demoMerchantApiKey,
+    redisKeyPrefix,
+    // 250 ms: a healthy local Redis answers in well under 1 ms; a dead one must not hold a charge.
+    redisCommandTimeoutMs: readInteger(env, 'REDIS_COMMAND_TIMEOUT_MS', 250, 10, 10_000),
+    databasePoolSizeMax: readInteger(env, 'DATABASE_POOL_SIZE_MAX', 16, 1, 200),
+    databaseStatementTimeoutMs: readInteger(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 5_000, 100, 600_000),
+    databaseLockTimeoutMs: readInteger(env, 'DATABASE_LOCK_TIMEOUT_MS', 2_000, 50, 600_000),
+    idempotencyLeaseMs,
+    idempotencyResponseTtlSeconds: readInteger(env, 'IDEMPOTENCY_RESPONSE_TTL_SECONDS', 86_400, 1, 30 * 86_400),
+    idempotencyRetentionHours: readInteger(env, 'IDEMPOTENCY_RETENTION_HOURS', 72, 1, 24 * 365),
+    idempotencyAbandonAfterHours: readInteger(env, 'IDEMPOTENCY_ABANDON_AFTER_HOURS', 24, 1, 24 * 365),
+    acquirerTimeoutMs,
+    completerIntervalMs: readInteger(env, 'COMPLETER_INTERVAL_MS', 5_000, 50, 3_600_000),
+    completerGraceMs: readInteger(env, 'COMPLETER_GRACE_MS', 30_000, 0, 86_400_000),
+    completerBatchSizeMax: readInteger(env, 'COMPLETER_BATCH_SIZE_MAX', 100, 1, 10_000),
+    auditFlushIntervalMs: readInteger(env, 'AUDIT_FLUSH_INTERVAL_MS', 1_000, 10, 60_000),
+    auditBatchSizeMax: readInteger(env, 'AUDIT_BATCH_SIZE_MAX', 500, 1, 10_000),
+    // 64 KiB holds the largest valid charge (500-character description, 8 KiB of metadata) many times over.
+    requestBodyBytesMax: readInteger(env, 'REQUEST_BODY_BYTES_MAX', 65_536, 1_024, 10_485_760),
+    queryDepthMax: readInteger(env, 'QUERY_DEPTH_MAX', 12, 2, 100),
+    queryComplexityMax: readInteger(env, 'QUERY_COMPLEXITY_MAX', 1_000, 10, 1_000_000),
+    // A revoked key keeps working for at most this long in a process that cached it.
+    merchantCacheTtlMs: readInteger(env, 'MERCHANT_CACHE_TTL_MS', 5_000, 0, 300_000),
+    shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 120_000),
+    faults: readFaults(env, isProduction),
+  };
+  return Object.freeze(config);
+}

@@ -1,0 +1,67 @@
+/**
+ * Every error code the gateway answers with, in one list. Each code is either transient (the
+ * same request may succeed later: clients and workers retry it) or final. That one bit drives the
+ * retry decision everywhere; `httpStatus` drives the HTTP mapping in graphql/errors.ts.
+ */
+
+export const errorCodes = {
+  UNAUTHENTICATED: { httpStatus: 401, transient: false },
+  FORBIDDEN: { httpStatus: 403, transient: false },
+  NOT_FOUND: { httpStatus: 404, transient: false },
+  BAD_USER_INPUT: { httpStatus: 400, transient: false },
+  BAD_REQUEST: { httpStatus: 400, transient: false },
+  IDEMPOTENCY_KEY_MISSING: { httpStatus: 400, transient: false },
+  IDEMPOTENCY_KEY_INVALID: { httpStatus: 400, transient: false },
+  IDEMPOTENCY_KEY_AMBIGUOUS: { httpStatus: 400, transient: false },
+  IDEMPOTENCY_KEY_IN_USE: { httpStatus: 409, transient: true },
+  IDEMPOTENCY_KEY_REUSED: { httpStatus: 422, transient: false },
+  CHARGE_NOT_REFUNDABLE: { httpStatus: 400, transient: false },
+  REFUND_EXCEEDS_CHARGE: { httpStatus: 400, transient: false },
+  RATE_LIMITED: { httpStatus: 429, transient: true },
+  TRANSIENT_FAILURE: { httpStatus: 503, transient: true },
+  INTERNAL: { httpStatus: 500, transient: true },
+} as const satisfies Record<string, { httpStatus: number; transient: boolean }>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export function isTransient(code: ErrorCode): boolean {
+  return errorCodes[code].transient;
+}
+
+export interface GatewayErrorOptions {
+  /** The input field at fault, for BAD_USER_INPUT: `input.amount`. */
+  field?: string;
+  /** Seconds the client should wait before trying again (409, 429, 503). */
+  retryAfterSeconds?: number;
+  cause?: unknown;
+}
+
+/** An outcome we expect and answer with a code. Anything else is a bug and becomes INTERNAL. */
+export class GatewayError extends Error {
+  readonly field: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options: GatewayErrorOptions = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'GatewayError';
+    this.field = options.field;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  get httpStatus(): number {
+    return errorCodes[this.code].httpStatus;
+  }
+
+  get transient(): boolean {
+    return isTransient(this.code);
+  }
+}
+
+/** For what cannot happen. It crashes loudly instead of answering with a code. */
+export function invariant(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new Error(`invariant violated: ${message}`);
+}

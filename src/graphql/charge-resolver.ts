@@ -1,0 +1,102 @@
+/**
+ * Transport for charges: reads the context, calls the use case, shapes the answer. The order of
+ * checks is the contract's (DESIGN.md §2): authentication, input validation, key format, then the
+ * idempotency store decides fingerprint and key state.
+ */
+import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
+import { GatewayError, type ErrorCode } from '../errors';
+import { readIdempotencyKey } from '../idempotency/key';
+import { KeyConflictError } from '../idempotency/idempotency-store';
+import type { KeyedResult } from '../charges/create-charge';
+import type { ChargeSnapshot } from '../charges/charge';
+import { validateCreateChargeInput } from '../charges/validation';
+import {
+  chargesPageSizeDefault,
+  chargesPageSizeMax,
+  decodeCursor,
+  findCharge,
+  listCharges,
+} from '../charges/charge-queries';
+import { attemptBucket } from '../platform/metrics';
+import type { Merchant } from '../merchants/merchants';
+import { Charge, ChargeConnection, CreateChargeInput } from './charge-types';
+import type { GatewayContext } from './context';
+
+export function requireMerchant(context: GatewayContext): Merchant {
+  if (context.merchant !== null) return context.merchant;
+  throw new GatewayError(
+    'UNAUTHENTICATED',
+    context.authProblem === 'unknown'
+      ? 'The API key in Authorization is not valid.'
+      : 'Send your API key as Authorization: Bearer <key>.',
+  );
+}
+
+/** Runs a keyed use case and records what the key resolved to, for headers and extensions. */
+export async function runKeyed(
+  context: GatewayContext,
+  key: string,
+  run: () => Promise<KeyedResult>,
+): Promise<unknown> {
+  context.services.metrics.chargeRequestAttempts.inc({ attempt: attemptBucket(context.headers.attempt) });
+  context.idempotency = { key, replayed: false, firstRequestAt: null };
+  let result: KeyedResult;
+  try {
+    result = await run();
+  } catch (error) {
+    if (error instanceof KeyConflictError) context.idempotency.firstRequestAt = error.firstRequestAt;
+    throw error;
+  }
+  context.idempotency.replayed = result.outcome === 'replayed';
+  context.idempotency.firstRequestAt = result.response.firstRequestAt;
+  const body = JSON.parse(result.response.body) as { message?: string };
+  if (result.response.code !== null) {
+    // A stored final refusal, replayed as it was first answered.
+    throw new GatewayError(result.response.code as ErrorCode, body.message ?? result.response.code);
+  }
+  return body;
+}
+
+@Resolver(() => Charge)
+export class ChargeResolver {
+  @Mutation(() => Charge, {
+    description: 'Charges a card once per Idempotency-Key. Retries with the same key replay the first answer.',
+  })
+  async createCharge(
+    @Arg('input', () => CreateChargeInput) input: CreateChargeInput,
+    @Ctx() context: GatewayContext,
+  ): Promise<ChargeSnapshot> {
+    const merchant = requireMerchant(context);
+    const validated = validateCreateChargeInput(input);
+    const key = readIdempotencyKey(context.headers);
+    const { charges } = context.services;
+    const request = charges.keyedRequest(merchant.id, key, validated);
+    return (await runKeyed(context, key, () => charges.createCharge(request, validated))) as ChargeSnapshot;
+  }
+
+  @Query(() => Charge, { nullable: true, description: 'One of your charges; another merchant’s id reads as null.' })
+  async charge(@Arg('id', () => ID) id: string, @Ctx() context: GatewayContext): Promise<ChargeSnapshot | null> {
+    const merchant = requireMerchant(context);
+    return findCharge(context.services.db, merchant.id, id);
+  }
+
+  @Query(() => ChargeConnection, { description: 'Your charges, newest first.' })
+  async charges(
+    @Arg('first', () => Int, { nullable: true }) first: number | null,
+    @Arg('after', () => String, { nullable: true }) after: string | null,
+    @Ctx() context: GatewayContext,
+  ): Promise<ChargeConnection> {
+    const merchant = requireMerchant(context);
+    const pageSize = first ?? chargesPageSizeDefault;
+    if (pageSize < 1 || pageSize > chargesPageSizeMax) {
+      throw new GatewayError('BAD_USER_INPUT', `first: must be from 1 to ${chargesPageSizeMax}`, { field: 'first' });
+    }
+    const cursor = after === null || after === undefined ? null : decodeCursor(after);
+    if (after && cursor === null) throw new GatewayError('BAD_USER_INPUT', 'after: not a cursor from this API', { field: 'after' });
+    const page = await listCharges(context.services.db, merchant.id, pageSize, cursor);
+    return {
+      edges: page.charges.map(({ cursor: edgeCursor, charge }) => ({ cursor: edgeCursor, node: charge })),
+      pageInfo: { hasNextPage: page.hasNextPage, endCursor: page.charges.at(-1)?.cursor ?? null },
+    };
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * The one place errors become GraphQL: a GatewayError keeps its code (and the field at fault);
+ * anything unexpected becomes INTERNAL, whose message tells the client to retry with the same key.
+ * HTTP status and headers are derived from the same code list (src/errors.ts).
+ */
+import type { GraphQLFormattedError } from 'graphql';
+import { GraphQLError } from 'graphql';
+import { unwrapResolverError } from '@apollo/server/errors';
+import { GatewayError, errorCodes, type ErrorCode } from '../errors';
+
+export const internalErrorMessage =
+  'Internal error. Nothing was recorded twice: retry with the same Idempotency-Key.';
+
+/** Finds the GatewayError behind an error, however Apollo or graphql-js wrapped it. */
+export function toGatewayError(error: unknown): GatewayError | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
+    if (current instanceof GatewayError) return current;
+    current = current instanceof GraphQLError ? current.originalError : undefined;
+  }
+  return undefined;
+}
+
+/** Errors Apollo or graphql-js raise themselves (parse, validation, variable coercion). */
+function isFrameworkError(error: unknown): boolean {
+  const original = unwrapResolverError(error);
+  return original instanceof GraphQLError && typeof original.extensions.code === 'string';
+}
+
+export function formatError(formatted: GraphQLFormattedError, error: unknown): GraphQLFormattedError {
+  const gatewayError = toGatewayError(error);
+  if (gatewayError !== undefined) {
+    return {
+      message: gatewayError.message,
+      ...(formatted.locations === undefined ? {} : { locations: formatted.locations }),
+      ...(formatted.path === undefined ? {} : { path: formatted.path }),
+      extensions: {
+        code: gatewayError.code,
+        ...(gatewayError.field === undefined ? {} : { field: gatewayError.field }),
+        ...(gatewayError.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: gatewayError.retryAfterSeconds }),
+      },
+    };
+  }
+  if (isFrameworkError(error) || unwrapResolverError(error) === undefined) return withoutStacktrace(formatted);
+  if (formatted.extensions?.code === 'INTERNAL_SERVER_ERROR' || !(unwrapResolverError(error) instanceof GraphQLError)) {
+    return {
+      message: internalErrorMessage,
+      ...(formatted.path === undefined ? {} : { path: formatted.path }),
+      extensions: { code: 'INTERNAL' satisfies ErrorCode },
+    };
+  }
+  return withoutStacktrace(formatted);
+}
+
+function withoutStacktrace(formatted: GraphQLFormattedError): GraphQLFormattedError {
+  if (formatted.extensions === undefined || !('stacktrace' in formatted.extensions)) return formatted;
+  const { stacktrace: _stacktrace, ...extensions } = formatted.extensions;
+  return { ...formatted, extensions };
+}
+
+export interface HttpAnswer {
+  readonly status: number;
+  readonly retryAfterSeconds: number | undefined;
+}
+
+/** The HTTP status for a response's errors: the first error the gateway raised decides. */
+export function httpAnswerFor(errors: readonly unknown[]): HttpAnswer | undefined {
+  for (const error of errors) {
+    const gatewayError = toGatewayError(error);
+    if (gatewayError !== undefined) {
+      return { status: gatewayError.httpStatus, retryAfterSeconds: gatewayError.retryAfterSeconds };
+    }
+  }
+  for (const error of errors) {
+    const original = unwrapResolverError(error);
+    if (!(original instanceof GraphQLError)) return { status: errorCodes.INTERNAL.httpStatus, retryAfterSeconds: undefined };
+  }
+  return undefined;
+}

@@ -1,0 +1,90 @@
+/**
+ * HTTP transport: Express 5 with Apollo Server 5 at POST /graphql. Body size, query depth and
+ * complexity are bounded; introspection and Apollo Sandbox are on outside production.
+ */
+import { randomUUID } from 'node:crypto';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
+import { expressMiddleware } from '@as-integrations/express5';
+import express, { type Request } from 'express';
+import type { MerchantAuthenticator } from '../merchants/merchants';
+import type { Logger } from '../platform/logger';
+import type { GatewayContext, GatewayServices } from './context';
+import { formatError } from './errors';
+import { requestGuardPlugin, responsePlugin } from './plugins';
+import { buildPublicSchema } from './schema';
+
+export interface GraphqlServerOptions {
+  readonly services: GatewayServices;
+  readonly authenticator: MerchantAuthenticator;
+  readonly logger: Logger;
+  readonly isProduction: boolean;
+  readonly requestBodyBytesMax: number;
+  readonly queryDepthMax: number;
+  readonly queryComplexityMax: number;
+}
+
+const requestIdPattern = /^[A-Za-z0-9._-]{1,100}$/;
+
+export interface GraphqlServer {
+  readonly router: express.Router;
+  stop(): Promise<void>;
+}
+
+export async function createGraphqlServer(options: GraphqlServerOptions): Promise<GraphqlServer> {
+  const schema = await buildPublicSchema();
+  const apollo = new ApolloServer<GatewayContext>({
+    schema,
+    formatError,
+    introspection: !options.isProduction,
+    includeStacktraceInErrorResponses: false,
+    plugins: [
+      requestGuardPlugin({
+        schema,
+        depthMax: options.queryDepthMax,
+        complexityMax: options.queryComplexityMax,
+        requireMerchant: true,
+      }),
+      responsePlugin(),
+      options.isProduction
+        ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
+        : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
+    ],
+  });
+  await apollo.start();
+
+  const router = express.Router();
+  router.use(
+    '/graphql',
+    express.json({ limit: options.requestBodyBytesMax }),
+    expressMiddleware(apollo, { context: ({ req, res }) => buildContext(req, res, options) }),
+  );
+  return { router, stop: () => apollo.stop() };
+}
+
+function header(req: Request, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function buildContext(req: Request, res: express.Response, options: GraphqlServerOptions): Promise<GatewayContext> {
+  const incomingId = header(req, 'x-request-id');
+  const requestId = incomingId !== undefined && requestIdPattern.test(incomingId) ? incomingId : randomUUID();
+  res.setHeader('x-request-id', requestId);
+  const authorization = header(req, 'authorization');
+  const bearer = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
+  const merchant = bearer === undefined ? null : await options.authenticator.authenticate(bearer);
+  return {
+    requestId,
+    merchant,
+    authProblem: merchant !== null ? null : bearer === undefined ? 'missing' : 'unknown',
+    headers: {
+      idempotencyKey: header(req, 'idempotency-key'),
+      xIdempotencyKey: header(req, 'x-idempotency-key'),
+      attempt: header(req, 'idempotency-attempt'),
+    },
+    idempotency: null,
+    services: options.services,
+    logger: options.logger.child({ requestId }),
+  };
+}

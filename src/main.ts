@@ -1,0 +1,45 @@
+/**
+ * The composition root: reads the config, starts the roles asked for (ROLE), and stops them
+ * gracefully on SIGTERM or SIGINT. A bad configuration value stops the process, naming the variable.
+ */
+import 'reflect-metadata';
+import { ConfigError, loadConfig, type Config } from './config';
+import { startGateway } from './gateway';
+import { createLogger } from './platform/logger';
+
+export async function run(config: Config): Promise<void> {
+  const logger = createLogger(config.logLevel, `payments-gateway-${config.role}`);
+  const gateway = await startGateway(config, logger);
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
+    gateway.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
+export function loadConfigOrExit(): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`Configuration error: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+}
+
+const isEntryPoint = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
+if (isEntryPoint) {
+  run(loadConfigOrExit()).catch((error: unknown) => {
+    process.stderr.write(`The gateway could not start: ${error instanceof Error ? error.stack : String(error)}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,82 @@
+/**
+ * Postgres access: one pg pool per process, wrapped by Prisma's pg adapter. Every connection
+ * carries statement_timeout and lock_timeout (DESIGN.md §11), so a request stuck behind a lock
+ * becomes a retryable 503 instead of a hung connection.
+ */
+import pg from 'pg';
+import { PrismaPg } from '@prisma/adapter-pg';
+import { PrismaClient } from '../generated/prisma/client';
+import type { Config } from '../config';
+
+export type Database = PrismaClient;
+/** The client inside `prisma.$transaction(async (tx) => …)`. Functions that write in a transaction take it. */
+export type Transaction = Omit<
+  PrismaClient,
+  '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'
+>;
+/** Either the database or an open transaction: a statement that is atomic on its own runs on both. */
+export type Queryable = Database | Transaction;
+
+export interface DatabaseHandle {
+  readonly prisma: Database;
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+type DatabaseConfig = Pick<
+  Config,
+  'databaseUrl' | 'databasePoolSizeMax' | 'databaseStatementTimeoutMs' | 'databaseLockTimeoutMs'
+>;
+
+export function openDatabase(config: DatabaseConfig, applicationName = 'payments-gateway'): DatabaseHandle {
+  const pool = new pg.Pool({
+    connectionString: config.databaseUrl,
+    max: config.databasePoolSizeMax,
+    statement_timeout: config.databaseStatementTimeoutMs,
+    lock_timeout: config.databaseLockTimeoutMs,
+    // A transaction left open by a crashed request must not hold row locks for long.
+    idle_in_transaction_session_timeout: config.databaseStatementTimeoutMs * 2,
+    connectionTimeoutMillis: config.databaseLockTimeoutMs,
+    application_name: applicationName,
+  });
+  // An idle client that loses its connection emits here; without a listener it would crash the process.
+  pool.on('error', () => undefined);
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  return {
+    prisma,
+    pool,
+    async close() {
+      await prisma.$disconnect();
+      await pool.end().catch(() => undefined);
+    },
+  };
+}
+
+/** True when the error is Postgres telling us something that may pass: timeouts, lost connections, serialization. */
+export function isTransientDatabaseError(error: unknown): boolean {
+  const code = findPostgresCode(error);
+  if (code === undefined) {
+    const message = error instanceof Error ? error.message : String(error);
+    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database/i.test(
+      message,
+    );
+  }
+  // 08: connection exceptions; 40: serialization failure and deadlock; 53: insufficient resources;
+  // 57014: statement or lock timeout (query_canceled); 55P03: lock_not_available; 57P0x: shutdown.
+  return /^(08|40|53|57P0)/.test(code) || code === '57014' || code === '55P03';
+}
+
+function findPostgresCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth += 1) {
+    const record = current as Record<string, unknown>;
+    for (const candidate of [record.code, (record.meta as Record<string, unknown> | undefined)?.code]) {
+      if (typeof candidate === 'string' && /^[0-9A-Z]{5}$/.test(candidate) && !candidate.startsWith('P')) {
+        return candidate;
+      }
+    }
+    const driverError = (record.meta as Record<string, unknown> | undefined)?.driverAdapterError;
+    current = driverError ?? record.cause;
+  }
+  return undefined;
+}

@@ -1,0 +1,92 @@
+/**
+ * Prometheus metrics, one registry per process role set. Label values come from closed lists
+ * only (outcomes, attempt buckets, operation names): never keys, ids or merchants.
+ * Counters restart with their process; anything that must add up across crashes counts from
+ * Postgres (DESIGN.md §11).
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { IdempotencyOutcome } from '../idempotency/outcomes';
+
+export type AttemptBucket = '1' | '2' | '3' | '4+';
+
+export function attemptBucket(header: string | undefined): AttemptBucket {
+  const attempt = Number(header);
+  if (!Number.isInteger(attempt) || attempt <= 1) return '1';
+  if (attempt === 2) return '2';
+  if (attempt === 3) return '3';
+  return '4+';
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly idempotencyRequests = new Counter({
+    name: 'idempotency_requests_total',
+    help: 'Keyed mutations by how their idempotency key resolved.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly chargeRequestAttempts = new Counter({
+    name: 'charge_request_attempts_total',
+    help: 'Money-moving requests by the attempt number the client sent in Idempotency-Attempt.',
+    labelNames: ['attempt'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpRequestDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'GraphQL request latency by operation field and HTTP status.',
+    labelNames: ['field', 'status'] as const,
+    buckets: [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  readonly acquirerCalls = new Counter({
+    name: 'acquirer_calls_total',
+    help: 'Calls to the acquirer by result.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  readonly completerFinished = new Counter({
+    name: 'idempotency_completer_finished_total',
+    help: 'Keys whose holder died, finished or abandoned by the completer, by what was done.',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
+
+  readonly redisFallthroughs = new Counter({
+    name: 'idempotency_redis_fallthrough_total',
+    help: 'Hot-path Redis commands that failed or timed out, so the decision fell through to Postgres.',
+    registers: [this.registry],
+  });
+
+  readonly auditRowsLost = new Counter({
+    name: 'idempotency_audit_rows_lost_total',
+    help: 'Batched audit rows that could not be written (Postgres unavailable past the retry).',
+    registers: [this.registry],
+  });
+
+  constructor(role: string) {
+    this.registry.setDefaultLabels({ role });
+    collectDefaultMetrics({ register: this.registry });
+    // Every outcome appears from the start, so dashboards and rate() see zeros, not gaps.
+    for (const outcome of idempotencyOutcomes) this.idempotencyRequests.inc({ outcome }, 0);
+    for (const attempt of ['1', '2', '3', '4+']) this.chargeRequestAttempts.inc({ attempt }, 0);
+  }
+
+  countOutcome(outcome: IdempotencyOutcome): void {
+    this.idempotencyRequests.inc({ outcome });
+  }
+}
+
+const idempotencyOutcomes: readonly IdempotencyOutcome[] = [
+  'created',
+  'resumed',
+  'replayed',
+  'in_progress',
+  'mismatch',
+  'missing',
+  'released',
+];
