@@ -1,0 +1,30 @@
+/**
+ * Runs once before all test files: makes sure Postgres and Redis are reachable (starting private
+ * instances if not, as `npm start` does) and builds the template database that every test file
+ * copies. The template is ours (its name says so); nothing else is dropped.
+ */
+import type { TestProject } from 'vitest/node';
+import { ensureServices } from '../scripts/ensure-services';
+import { migrate } from '../scripts/migrate';
+import { adminQuery, templateDatabaseName, withDatabase } from './helpers/database';
+
+export default async function setup(project: TestProject): Promise<void> {
+  const services = await ensureServices({
+    databaseUrl: process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments',
+    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
+    log: () => undefined,
+  });
+  const templateUrl = withDatabase(services.databaseUrl, templateDatabaseName);
+  await adminQuery(services.databaseUrl, `DROP DATABASE IF EXISTS ${templateDatabaseName} WITH (FORCE)`);
+  process.env.MIGRATE_QUIET = '1';
+  migrate(templateUrl);
+  project.provide('databaseUrl', services.databaseUrl);
+  project.provide('redisUrl', services.redisUrl);
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    databaseUrl: string;
+    redisUrl: string;
+  }
+}

@@ -1,0 +1,57 @@
+/** Plain HTTP calls to the gateway, returning status, headers and the parsed body. */
+
+export interface GraphqlAnswer<Data = Record<string, unknown>> {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: {
+    data?: Data | null;
+    errors?: { message: string; extensions?: { code?: string; field?: string } }[];
+    extensions?: { idempotency?: { key: string; replayed: boolean; firstRequestAt: string | null } };
+  };
+  readonly text: string;
+}
+
+export async function postGraphql<Data = Record<string, unknown>>(
+  url: string,
+  body: { query: string; variables?: Record<string, unknown> },
+  headers: Record<string, string> = {},
+): Promise<GraphqlAnswer<Data>> {
+  const response = await fetch(`${url}/graphql`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: JSON.parse(text) as GraphqlAnswer<Data>['body'], text };
+}
+
+export const chargeSelection = 'id amount currency status failureCode description metadata createdAt';
+
+export const createChargeMutation = (selection = chargeSelection) =>
+  `mutation CreateCharge($input: CreateChargeInput!) { createCharge(input: $input) { ${selection} } }`;
+
+export interface ChargeInputForTest {
+  amount: number;
+  currency: string;
+  source: string;
+  description?: string | null;
+  metadata?: unknown;
+}
+
+export function createCharge(
+  url: string,
+  apiKey: string,
+  key: string | undefined,
+  input: ChargeInputForTest,
+  options: { selection?: string; headers?: Record<string, string> } = {},
+): Promise<GraphqlAnswer<{ createCharge: Record<string, unknown> | null }>> {
+  return postGraphql(
+    url,
+    { query: createChargeMutation(options.selection), variables: { input } },
+    {
+      authorization: `Bearer ${apiKey}`,
+      ...(key === undefined ? {} : { 'idempotency-key': key }),
+      ...options.headers,
+    },
+  );
+}
