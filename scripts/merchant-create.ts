@@ -20,7 +20,9 @@ try {
   if (values.json) {
     process.stdout.write(`${JSON.stringify({ id: created.merchant.id, apiKey: created.apiKey })}\n`);
   } else {
-    process.stdout.write(`Merchant ${created.merchant.name} (${created.merchant.id})\nAPI key, shown once: ${created.apiKey}\n`);
+    process.stdout.write(
+      `Merchant ${created.merchant.name} (${created.merchant.id})\nAPI key, shown once: ${created.apiKey}\n`,
+    );
   }
 } catch (error) {
   process.stderr.write(`Could not create the merchant: ${error instanceof Error ? error.message : String(error)}\n`);

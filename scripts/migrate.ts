@@ -18,7 +18,15 @@ export function dbmateUrl(databaseUrl: string): string {
 export function migrate(databaseUrl: string, command: 'up' | 'status' | 'rollback' = 'up'): void {
   const result = spawnSync(
     path.join(repoRoot, 'node_modules', '.bin', 'dbmate'),
-    ['--no-dump-schema', '--migrations-dir', path.join(repoRoot, 'db', 'migrations'), '--wait', '--wait-timeout', '20s', command],
+    [
+      '--no-dump-schema',
+      '--migrations-dir',
+      path.join(repoRoot, 'db', 'migrations'),
+      '--wait',
+      '--wait-timeout',
+      '20s',
+      command,
+    ],
     { env: { ...process.env, DATABASE_URL: dbmateUrl(databaseUrl) }, encoding: 'utf8' },
   );
   if (result.status !== 0) {

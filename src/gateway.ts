@@ -76,8 +76,14 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
   app.get('/readyz', async (_req, res) => {
     const [postgres, redisReady] = await Promise.all([
-      database.prisma.$queryRaw`SELECT 1`.then(() => true, () => false),
-      redis.ping().then(() => true, () => false),
+      database.prisma.$queryRaw`SELECT 1`.then(
+        () => true,
+        () => false,
+      ),
+      redis.ping().then(
+        () => true,
+        () => false,
+      ),
     ]);
     res.status(postgres && redisReady ? 200 : 503).json({ postgres, redis: redisReady });
   });

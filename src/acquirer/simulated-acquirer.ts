@@ -94,7 +94,16 @@ export class SimulatedAcquirer implements Acquirer {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (idempotency_key) DO NOTHING
        RETURNING authorization_id, approved, decline_code, amount, currency`,
-      [request.idempotencyKey, authorizationId, request.kind, request.amount, request.currency, request.source, declineCode === null, declineCode],
+      [
+        request.idempotencyKey,
+        authorizationId,
+        request.kind,
+        request.amount,
+        request.currency,
+        request.source,
+        declineCode === null,
+        declineCode,
+      ],
     );
     const row =
       inserted.rows[0] ??

@@ -82,5 +82,8 @@ export async function listCharges(
     select: chargeColumns,
   });
   const page = rows.slice(0, first).map(toSnapshot);
-  return { charges: page.map((charge) => ({ cursor: encodeCursor(charge), charge })), hasNextPage: rows.length > first };
+  return {
+    charges: page.map((charge) => ({ cursor: encodeCursor(charge), charge })),
+    hasNextPage: rows.length > first,
+  };
 }

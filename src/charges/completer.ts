@@ -53,7 +53,9 @@ export class Completer {
 
   start(): void {
     this.timer = setInterval(() => {
-      this.running = this.runOnce().catch((error: unknown) => this.logger.warn({ err: error }, 'completer pass failed'));
+      this.running = this.runOnce().catch((error: unknown) =>
+        this.logger.warn({ err: error }, 'completer pass failed'),
+      );
     }, this.options.intervalMs);
     this.timer.unref();
   }

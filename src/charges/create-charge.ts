@@ -168,7 +168,11 @@ export class ChargeService {
   }
 
   /** Fault hook: the same statement inside a transaction that then fails, so it must roll back. */
-  private async recordThenFail(held: HeldKey, record: Parameters<typeof recordCharge>[2], response: StoredResponse): Promise<boolean> {
+  private async recordThenFail(
+    held: HeldKey,
+    record: Parameters<typeof recordCharge>[2],
+    response: StoredResponse,
+  ): Promise<boolean> {
     return this.deps.db.$transaction(async (tx) => {
       await recordCharge(tx, held, record, response);
       throw new InjectedFault('fail_after_charge_insert');

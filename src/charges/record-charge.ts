@@ -18,7 +18,12 @@ export interface ChargeRecord {
   readonly authorizationId: string | null;
 }
 
-export async function recordCharge(db: Queryable, held: HeldKey, charge: ChargeRecord, response: StoredResponse): Promise<boolean> {
+export async function recordCharge(
+  db: Queryable,
+  held: HeldKey,
+  charge: ChargeRecord,
+  response: StoredResponse,
+): Promise<boolean> {
   const { snapshot } = charge;
   const event = chargeEvent({
     version: 1,

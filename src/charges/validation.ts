@@ -66,7 +66,10 @@ export function validateCreateChargeInput(input: {
 }): CreateChargeInput {
   checkAmount('input.amount', input.amount);
   if (!isSupportedCurrency(input.currency)) {
-    throw badInput('input.currency', `"${input.currency}" is not a supported ISO 4217 currency code (upper case, e.g. USD)`);
+    throw badInput(
+      'input.currency',
+      `"${input.currency}" is not a supported ISO 4217 currency code (upper case, e.g. USD)`,
+    );
   }
   if (!sourcePattern.test(input.source)) {
     throw badInput('input.source', 'must be a card token such as tok_visa');

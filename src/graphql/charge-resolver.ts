@@ -92,7 +92,8 @@ export class ChargeResolver {
       throw new GatewayError('BAD_USER_INPUT', `first: must be from 1 to ${chargesPageSizeMax}`, { field: 'first' });
     }
     const cursor = after === null || after === undefined ? null : decodeCursor(after);
-    if (after && cursor === null) throw new GatewayError('BAD_USER_INPUT', 'after: not a cursor from this API', { field: 'after' });
+    if (after && cursor === null)
+      throw new GatewayError('BAD_USER_INPUT', 'after: not a cursor from this API', { field: 'after' });
     const page = await listCharges(context.services.db, merchant.id, pageSize, cursor);
     return {
       edges: page.charges.map(({ cursor: edgeCursor, charge }) => ({ cursor: edgeCursor, node: charge })),

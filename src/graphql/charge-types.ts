@@ -7,7 +7,10 @@ import type { ChargeStatus as ChargeStatusName } from '../charges/charge';
 import type { Metadata } from '../charges/validation';
 import { DateTimeScalar, JSONScalar } from './scalars';
 
-export const ChargeStatus = { SUCCEEDED: 'SUCCEEDED', FAILED: 'FAILED' } as const satisfies Record<ChargeStatusName, ChargeStatusName>;
+export const ChargeStatus = { SUCCEEDED: 'SUCCEEDED', FAILED: 'FAILED' } as const satisfies Record<
+  ChargeStatusName,
+  ChargeStatusName
+>;
 registerEnumType(ChargeStatus, {
   name: 'ChargeStatus',
   description: 'SUCCEEDED: the acquirer approved. FAILED: it declined (see failureCode); a decline is final.',
@@ -48,7 +51,9 @@ export class CreateChargeInput {
   @Field(() => String, { description: 'A supported ISO 4217 code, upper case: USD, EUR, JPY, …' })
   currency!: string;
 
-  @Field(() => String, { description: 'A card token: tok_visa approves, tok_chargeDeclined declines, tok_timeout fails transiently.' })
+  @Field(() => String, {
+    description: 'A card token: tok_visa approves, tok_chargeDeclined declines, tok_timeout fails transiently.',
+  })
   source!: string;
 
   @Field(() => String, { nullable: true, description: 'At most 500 characters.' })

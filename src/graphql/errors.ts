@@ -8,8 +8,7 @@ import { GraphQLError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
 import { GatewayError, errorCodes, type ErrorCode } from '../errors';
 
-export const internalErrorMessage =
-  'Internal error. Nothing was recorded twice: retry with the same Idempotency-Key.';
+export const internalErrorMessage = 'Internal error. Nothing was recorded twice: retry with the same Idempotency-Key.';
 
 /** Finds the GatewayError behind an error, however Apollo or graphql-js wrapped it. */
 export function toGatewayError(error: unknown): GatewayError | undefined {
@@ -73,7 +72,8 @@ export function httpAnswerFor(errors: readonly unknown[]): HttpAnswer | undefine
   }
   for (const error of errors) {
     const original = unwrapResolverError(error);
-    if (!(original instanceof GraphQLError)) return { status: errorCodes.INTERNAL.httpStatus, retryAfterSeconds: undefined };
+    if (!(original instanceof GraphQLError))
+      return { status: errorCodes.INTERNAL.httpStatus, retryAfterSeconds: undefined };
   }
   return undefined;
 }

@@ -42,12 +42,18 @@ export function rootFields(selectionSet: SelectionSetNode, fragments: Fragments)
   return fields;
 }
 
-export function selectionDepth(selectionSet: SelectionSetNode | undefined, fragments: Fragments, seen = new Set<string>()): number {
+export function selectionDepth(
+  selectionSet: SelectionSetNode | undefined,
+  fragments: Fragments,
+  seen = new Set<string>(),
+): number {
   if (selectionSet === undefined) return 0;
   let deepest = 0;
   for (const selection of selectionSet.selections) {
-    if (selection.kind === Kind.FIELD) deepest = Math.max(deepest, 1 + selectionDepth(selection.selectionSet, fragments, seen));
-    else if (selection.kind === Kind.INLINE_FRAGMENT) deepest = Math.max(deepest, selectionDepth(selection.selectionSet, fragments, seen));
+    if (selection.kind === Kind.FIELD)
+      deepest = Math.max(deepest, 1 + selectionDepth(selection.selectionSet, fragments, seen));
+    else if (selection.kind === Kind.INLINE_FRAGMENT)
+      deepest = Math.max(deepest, selectionDepth(selection.selectionSet, fragments, seen));
     else if (!seen.has(selection.name.value)) {
       const fragment = fragments[selection.name.value];
       const next = new Set(seen).add(selection.name.value);
@@ -100,7 +106,10 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
           }
           const depth = selectionDepth(operation.selectionSet, fragments);
           if (depth > options.depthMax) {
-            throw new GatewayError('BAD_REQUEST', `The query is ${depth} levels deep; at most ${options.depthMax} are allowed.`);
+            throw new GatewayError(
+              'BAD_REQUEST',
+              `The query is ${depth} levels deep; at most ${options.depthMax} are allowed.`,
+            );
           }
           const complexity = complexityOf({
             schema: options.schema,
@@ -109,7 +118,10 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
             variables: requestContext.request.variables ?? {},
           });
           if (complexity > options.complexityMax) {
-            throw new GatewayError('BAD_REQUEST', `The query's complexity is ${complexity}; at most ${options.complexityMax} is allowed.`);
+            throw new GatewayError(
+              'BAD_REQUEST',
+              `The query's complexity is ${complexity}; at most ${options.complexityMax} is allowed.`,
+            );
           }
         },
       };
@@ -127,7 +139,8 @@ export function responsePlugin(): ApolloServerPlugin<GatewayContext> {
           const answer = httpAnswerFor(requestContext.errors ?? []);
           if (answer !== undefined) {
             response.http.status = answer.status;
-            if (answer.retryAfterSeconds !== undefined) response.http.headers.set('retry-after', String(answer.retryAfterSeconds));
+            if (answer.retryAfterSeconds !== undefined)
+              response.http.headers.set('retry-after', String(answer.retryAfterSeconds));
           }
           const idempotency = contextValue.idempotency;
           const body = response.body;

@@ -20,7 +20,8 @@ export const DateTimeScalar = new GraphQLScalarType<Date, string>({
     return new Date(value);
   },
   parseLiteral(ast) {
-    if (ast.kind !== Kind.STRING || !isoDateTime.test(ast.value)) throw new GraphQLError('DateTime must be ISO 8601 UTC');
+    if (ast.kind !== Kind.STRING || !isoDateTime.test(ast.value))
+      throw new GraphQLError('DateTime must be ISO 8601 UTC');
     return new Date(ast.value);
   },
 });

@@ -4,7 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ApolloServer } from '@apollo/server';
-import { ApolloServerPluginLandingPageLocalDefault, ApolloServerPluginLandingPageProductionDefault } from '@apollo/server/plugin/landingPage/default';
+import {
+  ApolloServerPluginLandingPageLocalDefault,
+  ApolloServerPluginLandingPageProductionDefault,
+} from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type Request } from 'express';
 import type { MerchantAuthenticator } from '../merchants/merchants';
@@ -67,7 +70,11 @@ function header(req: Request, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-async function buildContext(req: Request, res: express.Response, options: GraphqlServerOptions): Promise<GatewayContext> {
+async function buildContext(
+  req: Request,
+  res: express.Response,
+  options: GraphqlServerOptions,
+): Promise<GatewayContext> {
   const incomingId = header(req, 'x-request-id');
   const requestId = incomingId !== undefined && requestIdPattern.test(incomingId) ? incomingId : randomUUID();
   res.setHeader('x-request-id', requestId);

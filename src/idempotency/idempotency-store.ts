@@ -41,7 +41,12 @@ export class IdempotencyStore {
   ) {}
 
   async resolve(request: KeyedRequest): Promise<KeyResolution> {
-    const mark = await this.redisStore.markInFlight(request.merchantId, request.key, request.fingerprint, this.options.leaseMs);
+    const mark = await this.redisStore.markInFlight(
+      request.merchantId,
+      request.key,
+      request.fingerprint,
+      this.options.leaseMs,
+    );
     if (mark.kind === 'existing') return this.answerFromRedis(request, mark.marker);
 
     const redisOwner = mark.kind === 'marked' ? mark.owner : undefined;
@@ -117,9 +122,13 @@ export class IdempotencyStore {
           throw reusedError(existing.firstRequestAt);
       }
     }
-    throw new GatewayError('TRANSIENT_FAILURE', 'The idempotency key changed while it was read; retry with the same key.', {
-      retryAfterSeconds: 1,
-    });
+    throw new GatewayError(
+      'TRANSIENT_FAILURE',
+      'The idempotency key changed while it was read; retry with the same key.',
+      {
+        retryAfterSeconds: 1,
+      },
+    );
   }
 
   private recordRedisAnswer(request: KeyedRequest, outcome: IdempotencyOutcome): void {

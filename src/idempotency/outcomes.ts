@@ -10,10 +10,4 @@
  * - released:    a transient failure gave the key back, so a retry can run; answered 503.
  */
 export type IdempotencyOutcome =
-  | 'created'
-  | 'resumed'
-  | 'replayed'
-  | 'in_progress'
-  | 'mismatch'
-  | 'missing'
-  | 'released';
+  'created' | 'resumed' | 'replayed' | 'in_progress' | 'mismatch' | 'missing' | 'released';

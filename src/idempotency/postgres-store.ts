@@ -113,7 +113,11 @@ export async function resolveExisting(
     case 'replayed':
       return { outcome: 'replayed', response: toStoredResponse(row) };
     case 'in_progress':
-      return { outcome: 'in_progress', leaseSecondsLeft: row.lease_seconds_left ?? 0, firstRequestAt: row.first_request_at };
+      return {
+        outcome: 'in_progress',
+        leaseSecondsLeft: row.lease_seconds_left ?? 0,
+        firstRequestAt: row.first_request_at,
+      };
     case 'mismatch':
       return { outcome: 'mismatch', firstRequestAt: row.first_request_at };
   }
@@ -147,7 +151,9 @@ export async function releaseKey(db: Queryable, request: KeyedRequest, held: Hel
 
 /** Reads a completed key's stored response, for the completer and for operators. */
 export async function findStoredResponse(db: Queryable, keyId: string): Promise<StoredResponse | undefined> {
-  const rows = await db.$queryRaw<Pick<ResolvedRow, 'response_status' | 'response_code' | 'response_body' | 'first_request_at'>[]>`
+  const rows = await db.$queryRaw<
+    Pick<ResolvedRow, 'response_status' | 'response_code' | 'response_body' | 'first_request_at'>[]
+  >`
     SELECT response_status, response_code, response_body, iso8601(created_at) AS first_request_at
       FROM idempotency_keys WHERE id = ${keyId}::bigint AND state = 'COMPLETED'`;
   const row = rows[0];

@@ -31,7 +31,11 @@ function newMerchantId(): string {
   return `mer_${randomBytes(10).toString('hex')}`;
 }
 
-export async function createMerchant(db: Database, name: string, apiKey: string = newApiKey()): Promise<CreatedMerchant> {
+export async function createMerchant(
+  db: Database,
+  name: string,
+  apiKey: string = newApiKey(),
+): Promise<CreatedMerchant> {
   const trimmed = name.trim();
   if (trimmed.length === 0 || trimmed.length > merchantNameLengthMax) {
     throw new Error(`name: must be 1 to ${merchantNameLengthMax} characters`);
@@ -72,7 +76,10 @@ export class MerchantAuthenticator {
     const hash = hashApiKey(apiKey);
     const cached = this.cache.get(hash);
     if (cached !== undefined && cached.expiresAtMs > Date.now()) return cached.merchant;
-    const merchant = await this.db.merchant.findUnique({ where: { apiKeyHash: hash }, select: { id: true, name: true } });
+    const merchant = await this.db.merchant.findUnique({
+      where: { apiKeyHash: hash },
+      select: { id: true, name: true },
+    });
     if (this.cache.size >= MerchantAuthenticator.cacheEntriesMax) this.cache.clear();
     this.cache.set(hash, { merchant, expiresAtMs: Date.now() + this.cacheTtlMs });
     return merchant;

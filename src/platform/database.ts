@@ -10,10 +10,7 @@ import type { Config } from '../config';
 
 export type Database = PrismaClient;
 /** The client inside `prisma.$transaction(async (tx) => …)`. Functions that write in a transaction take it. */
-export type Transaction = Omit<
-  PrismaClient,
-  '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'
->;
+export type Transaction = Omit<PrismaClient, '$connect' | '$disconnect' | '$on' | '$transaction' | '$extends'>;
 /** Either the database or an open transaction: a statement that is atomic on its own runs on both. */
 export type Queryable = Database | Transaction;
 

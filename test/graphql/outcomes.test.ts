@@ -10,7 +10,13 @@ let environment: TestEnvironment;
 let gateway: TestGateway;
 let keyCounter = 0;
 const newKey = () => `outcome-key-${++keyCounter}-${Date.now()}`;
-const visa: ChargeInputForTest = { amount: 1250, currency: 'USD', source: 'tok_visa', description: 'order 1', metadata: { z: 1, a: 'b' } };
+const visa: ChargeInputForTest = {
+  amount: 1250,
+  currency: 'USD',
+  source: 'tok_visa',
+  description: 'order 1',
+  metadata: { z: 1, a: 'b' },
+};
 
 beforeAll(async () => {
   environment = await createTestEnvironment();
@@ -32,12 +38,19 @@ describe('when a key is new and the charge is approved', () => {
     const answer = await createCharge(gateway.url, gateway.apiKey, key, visa);
     expect(answer.status).toBe(200);
     expect(answer.headers.get('idempotent-replayed')).toBe('false');
-    expect(answer.body.data?.createCharge).toMatchObject({ amount: 1250, currency: 'USD', status: 'SUCCEEDED', failureCode: null });
+    expect(answer.body.data?.createCharge).toMatchObject({
+      amount: 1250,
+      currency: 'USD',
+      status: 'SUCCEEDED',
+      failureCode: null,
+    });
     expect(answer.body.extensions?.idempotency).toMatchObject({ key, replayed: false });
     expect(answer.body.extensions?.idempotency?.firstRequestAt).toMatch(/Z$/);
     expect(await chargeCount()).toBe(before + 1);
     const id = String(answer.body.data?.createCharge?.id);
-    expect(await environment.database.count('SELECT count(*) FROM outbox_events WHERE aggregate_id = $1', [id])).toBe(1);
+    expect(await environment.database.count('SELECT count(*) FROM outbox_events WHERE aggregate_id = $1', [id])).toBe(
+      1,
+    );
   });
 });
 
@@ -55,7 +68,11 @@ describe('when the same key and request come again after completion', () => {
     const fromPostgres = await createCharge(gateway.url, gateway.apiKey, key, visa);
     expect(fromPostgres.headers.get('idempotent-replayed')).toBe('true');
     expect(JSON.stringify(fromPostgres.body.data)).toBe(JSON.stringify(first.body.data));
-    expect(await environment.database.count('SELECT count(*) FROM charges WHERE id = $1', [first.body.data?.createCharge?.id])).toBe(1);
+    expect(
+      await environment.database.count('SELECT count(*) FROM charges WHERE id = $1', [
+        first.body.data?.createCharge?.id,
+      ]),
+    ).toBe(1);
   });
 
   it('projects the stored charge through another selection set (the selection is not part of the fingerprint)', async () => {
@@ -89,7 +106,12 @@ describe('when the first request with the key is still in flight', () => {
     expect(first.status).toBe(200);
     const third = await createCharge(gateway.url, gateway.apiKey, key, slow);
     expect(third.headers.get('idempotent-replayed')).toBe('true');
-    expect(await environment.database.count('SELECT count(*) FROM charges WHERE idempotency_key_id = (SELECT id FROM idempotency_keys WHERE key = $1)', [key])).toBe(1);
+    expect(
+      await environment.database.count(
+        'SELECT count(*) FROM charges WHERE idempotency_key_id = (SELECT id FROM idempotency_keys WHERE key = $1)',
+        [key],
+      ),
+    ).toBe(1);
   });
 });
 
@@ -142,7 +164,9 @@ describe('when the key is missing, malformed or ambiguous', () => {
   });
 
   it('accepts X-Idempotency-Key as an alias', async () => {
-    const answer = await createCharge(gateway.url, gateway.apiKey, undefined, visa, { headers: { 'x-idempotency-key': newKey() } });
+    const answer = await createCharge(gateway.url, gateway.apiKey, undefined, visa, {
+      headers: { 'x-idempotency-key': newKey() },
+    });
     expect(answer.status).toBe(200);
   });
 
@@ -186,7 +210,10 @@ describe('when the input is invalid', () => {
   });
 
   it('answers 400 BAD_USER_INPUT for a wrongly typed variable, naming it', async () => {
-    const answer = await createCharge(gateway.url, gateway.apiKey, newKey(), { ...visa, amount: 'ten' as unknown as number });
+    const answer = await createCharge(gateway.url, gateway.apiKey, newKey(), {
+      ...visa,
+      amount: 'ten' as unknown as number,
+    });
     expect(answer.status).toBe(400);
     expect(answer.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(answer.body.errors?.[0]?.message).toContain('amount');
@@ -203,7 +230,12 @@ describe('when the acquirer declines', () => {
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(JSON.stringify(again.body.data)).toBe(JSON.stringify(declined.body.data));
     const id = String(declined.body.data?.createCharge?.id);
-    expect(await environment.database.count("SELECT count(*) FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'charge.failed'", [id])).toBe(1);
+    expect(
+      await environment.database.count(
+        "SELECT count(*) FROM outbox_events WHERE aggregate_id = $1 AND event_type = 'charge.failed'",
+        [id],
+      ),
+    ).toBe(1);
   });
 });
 
@@ -214,14 +246,22 @@ describe('when the acquirer fails transiently', () => {
     expect(answer.status).toBe(503);
     expect(answer.body.errors?.[0]?.extensions?.code).toBe('TRANSIENT_FAILURE');
     expect([1, 2]).toContain(Number(answer.headers.get('retry-after')));
-    const { rows } = await environment.database.pool.query('SELECT state, recovery_point, locked_until FROM idempotency_keys WHERE key = $1', [key]);
+    const { rows } = await environment.database.pool.query(
+      'SELECT state, recovery_point, locked_until FROM idempotency_keys WHERE key = $1',
+      [key],
+    );
     expect(rows).toEqual([{ state: 'IN_PROGRESS', recovery_point: 'STARTED', locked_until: null }]);
     // Released: the retry runs at once (no 409), and a retry with another body is still 422.
     const retry = await createCharge(gateway.url, gateway.apiKey, key, { ...visa, source: 'tok_timeout' });
     expect(retry.status).toBe(503);
     const other = await createCharge(gateway.url, gateway.apiKey, key, visa);
     expect(other.status).toBe(422);
-    expect(await environment.database.count('SELECT count(*) FROM charges c JOIN idempotency_keys k ON k.id = c.idempotency_key_id WHERE k.key = $1', [key])).toBe(0);
+    expect(
+      await environment.database.count(
+        'SELECT count(*) FROM charges c JOIN idempotency_keys k ON k.id = c.idempotency_key_id WHERE k.key = $1',
+        [key],
+      ),
+    ).toBe(0);
   });
 });
 
@@ -232,7 +272,10 @@ describe('when the caller is not authenticated', () => {
   ])('answers 401 UNAUTHENTICATED for %s', async (_name, headers) => {
     const answer = await postGraphql(
       gateway.url,
-      { query: 'mutation($input: CreateChargeInput!) { createCharge(input: $input) { id } }', variables: { input: visa } },
+      {
+        query: 'mutation($input: CreateChargeInput!) { createCharge(input: $input) { id } }',
+        variables: { input: visa },
+      },
       { 'idempotency-key': newKey(), ...headers },
     );
     expect(answer.status).toBe(401);

@@ -54,7 +54,10 @@ export interface TestGateway extends Gateway {
   newMerchant(name?: string): Promise<{ id: string; apiKey: string }>;
 }
 
-export async function startTestGateway(environment: TestEnvironment, overrides: Record<string, string> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  environment: TestEnvironment,
+  overrides: Record<string, string> = {},
+): Promise<TestGateway> {
   const config = environment.config(overrides);
   const gateway = await startGateway(config, createLogger(config.logLevel));
   const newMerchant = async (name = 'Test merchant') => {

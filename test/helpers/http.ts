@@ -22,7 +22,12 @@ export async function postGraphql<Data = Record<string, unknown>>(
     body: JSON.stringify(body),
   });
   const text = await response.text();
-  return { status: response.status, headers: response.headers, body: JSON.parse(text) as GraphqlAnswer<Data>['body'], text };
+  return {
+    status: response.status,
+    headers: response.headers,
+    body: JSON.parse(text) as GraphqlAnswer<Data>['body'],
+    text,
+  };
 }
 
 export const chargeSelection = 'id amount currency status failureCode description metadata createdAt';

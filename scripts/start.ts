@@ -1,0 +1,66 @@
+/**
+ * `npm start`: everything a fresh clone needs to run the gateway locally (DESIGN.md §8).
+ *   1. Postgres and Redis: the configured ones if reachable; otherwise docker compose where an
+ *      engine runs; otherwise private instances from local binaries under .data/; otherwise a
+ *      clear message with the install command.
+ *   2. Migrations (dbmate, plain SQL).
+ *   3. Outside production: the demo merchant, its API key and a curl to paste.
+ *   4. The gateway itself, in the role ROLE says (default all).
+ */
+import 'reflect-metadata';
+import { loadConfig, ConfigError, type Config } from '../src/config';
+import { run } from '../src/main';
+import { ensureDemoMerchant } from '../src/merchants/merchants';
+import { openDatabase } from '../src/platform/database';
+import { ensureServices } from './ensure-services';
+import { migrate } from './migrate';
+
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+async function prepare(): Promise<Config> {
+  const initial = loadConfig();
+  const services = await ensureServices({ databaseUrl: initial.databaseUrl, redisUrl: initial.redisUrl, log: say });
+  process.env.DATABASE_URL = services.databaseUrl;
+  process.env.REDIS_URL = services.redisUrl;
+  const config = loadConfig();
+  migrate(config.databaseUrl);
+  if (!config.isProduction) await printDemoMerchant(config);
+  return config;
+}
+
+async function printDemoMerchant(config: Config): Promise<void> {
+  const database = openDatabase({ ...config, databasePoolSizeMax: 1 });
+  try {
+    const { merchant, apiKey } = await ensureDemoMerchant(database.prisma, config.demoMerchantApiKey);
+    const url = `http://localhost:${config.port}/graphql`;
+    const body = JSON.stringify({
+      query:
+        'mutation($input: CreateChargeInput!) { createCharge(input: $input) { id amount currency status createdAt } }',
+      variables: { input: { amount: 1999, currency: 'USD', source: 'tok_visa', description: 'First charge' } },
+    });
+    say('');
+    say(`Demo merchant ${merchant.id}. API key: ${apiKey}`);
+    say(`Apollo Sandbox: ${url} (set the Authorization and Idempotency-Key headers)`);
+    say('Charge it:');
+    say(
+      `  curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${apiKey}' ` +
+        `-H "idempotency-key: $(uuidgen 2>/dev/null || date +%s%N)" -d '${body}'`,
+    );
+    say('');
+  } finally {
+    await database.close();
+  }
+}
+
+try {
+  await run(await prepare());
+} catch (error) {
+  say(
+    error instanceof ConfigError
+      ? `Configuration error: ${error.message}`
+      : `Could not start: ${error instanceof Error ? error.message : String(error)}`,
+  );
+  process.exit(1);
+}
