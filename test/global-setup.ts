@@ -6,9 +6,11 @@
 import type { TestProject } from 'vitest/node';
 import { ensureServices } from '../scripts/ensure-services';
 import { migrate } from '../scripts/migrate';
-import { adminQuery, templateDatabaseName, withDatabase } from './helpers/database';
+import { adminQuery, withDatabase } from './helpers/database';
 
-export default async function setup(project: TestProject): Promise<void> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  // One template per test run, so runs on the same server do not drop each other's.
+  const templateDatabaseName = `pgw_test_template_${process.pid}`;
   const services = await ensureServices({
     databaseUrl: process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments',
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
@@ -20,11 +22,16 @@ export default async function setup(project: TestProject): Promise<void> {
   migrate(templateUrl);
   project.provide('databaseUrl', services.databaseUrl);
   project.provide('redisUrl', services.redisUrl);
+  project.provide('templateDatabaseName', templateDatabaseName);
+  return async () => {
+    await adminQuery(services.databaseUrl, `DROP DATABASE IF EXISTS ${templateDatabaseName} WITH (FORCE)`);
+  };
 }
 
 declare module 'vitest' {
   export interface ProvidedContext {
     databaseUrl: string;
     redisUrl: string;
+    templateDatabaseName: string;
   }
 }

@@ -3,8 +3,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-
-export const templateDatabaseName = 'pgw_test_template';
+import { inject } from 'vitest';
 
 export function withDatabase(databaseUrl: string, database: string): string {
   const url = new URL(databaseUrl);
@@ -33,6 +32,7 @@ export interface TestDatabase {
 }
 
 export async function createTestDatabase(serverUrl: string): Promise<TestDatabase> {
+  const templateDatabaseName = inject('templateDatabaseName');
   const name = `pgw_t_${randomBytes(6).toString('hex')}`;
   // CREATE DATABASE … TEMPLATE fails while another session copies the same template; retry briefly.
   for (let attempt = 1; ; attempt += 1) {
