@@ -9,8 +9,13 @@ export type Role = 'all' | 'api' | 'relay' | 'worker';
 const roles: readonly Role[] = ['all', 'api', 'relay', 'worker'];
 
 /** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
-export type Fault = 'crash_after_acquirer' | 'crash_after_authorized' | 'fail_after_charge_insert';
-const faults: readonly Fault[] = ['crash_after_acquirer', 'crash_after_authorized', 'fail_after_charge_insert'];
+export type Fault = 'crash_after_acquirer' | 'crash_after_authorized' | 'fail_after_charge_insert' | 'crash_after_publish';
+const faults: readonly Fault[] = [
+  'crash_after_acquirer',
+  'crash_after_authorized',
+  'fail_after_charge_insert',
+  'crash_after_publish',
+];
 
 export interface Config {
   readonly port: number;
@@ -51,6 +56,30 @@ export interface Config {
   readonly queryComplexityMax: number;
   readonly merchantCacheTtlMs: number;
   readonly shutdownGraceMs: number;
+  /** BullMQ's key prefix. A hash tag (`{…}`) keeps a queue's keys on one Redis Cluster slot. */
+  readonly queuePrefix: string;
+  readonly relayBatchSizeMax: number;
+  readonly relayPollIntervalMs: number;
+  /** How long a relay's claim on a batch lasts before another relay may publish it. */
+  readonly relayClaimLeaseMs: number;
+  /** The fleet-wide publish rate cap, events per second; 0 means uncapped. */
+  readonly relayRatePerSecond: number;
+  /** Tokens the rate bucket may hold: the largest burst above the rate. */
+  readonly relayRateBurstMax: number;
+  readonly workerConcurrency: number;
+  /** Attempts for a transient failure before the job is dead-lettered. */
+  readonly workerAttemptsMax: number;
+  readonly workerBackoffBaseMs: number;
+  readonly workerBackoffCapMs: number;
+  /** BullMQ's limiter on the worker side, jobs per second per queue; 0 means none. */
+  readonly workerRatePerSecond: number;
+  readonly retryBudgetCapacity: number;
+  readonly retryBudgetDepositPerSuccess: number;
+  readonly retryBudgetRefillPerSecond: number;
+  /** How long a job waits when its call site's retry budget is empty (no attempt is spent). */
+  readonly retryBudgetEmptyDelayMs: number;
+  /** Test hook: the ledger call fails transiently for this long after the worker starts. */
+  readonly faultLedgerOutageMs: number;
   readonly faults: ReadonlySet<Fault>;
 }
 
@@ -78,6 +107,23 @@ function readInteger(env: Env, name: string, fallback: number, min: number, max:
   if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
   const value = Number(raw.trim());
   if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function readNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw.trim());
+  if (!Number.isFinite(value)) throw new ConfigError(name, `must be a number, got "${raw}"`);
+  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function readFaultDuration(env: Env, isProduction: boolean): number {
+  const value = readInteger(env, 'FAULT_LEDGER_OUTAGE_MS', 0, 0, 3_600_000);
+  if (value > 0 && isProduction) {
+    throw new ConfigError('FAULT_LEDGER_OUTAGE_MS', 'fault injection is refused when NODE_ENV=production');
+  }
   return value;
 }
 
@@ -174,6 +220,23 @@ export function loadConfig(env: Env = process.env): Config {
     // A revoked key keeps working for at most this long in a process that cached it.
     merchantCacheTtlMs: readInteger(env, 'MERCHANT_CACHE_TTL_MS', 5_000, 0, 300_000),
     shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 120_000),
+    queuePrefix: readString(env, 'QUEUE_PREFIX', `{${redisKeyPrefix}}`),
+    // 500: a batch's addBulk is one round trip; larger batches hold a claim longer for little gain.
+    relayBatchSizeMax: readInteger(env, 'RELAY_BATCH_SIZE_MAX', 500, 1, 10_000),
+    relayPollIntervalMs: readInteger(env, 'RELAY_POLL_INTERVAL_MS', 1_000, 10, 60_000),
+    relayClaimLeaseMs: readInteger(env, 'RELAY_CLAIM_LEASE_MS', 30_000, 100, 600_000),
+    relayRatePerSecond: readInteger(env, 'RELAY_RATE_PER_SECOND', 2_000, 0, 1_000_000),
+    relayRateBurstMax: readInteger(env, 'RELAY_RATE_BURST_MAX', 0, 0, 1_000_000),
+    workerConcurrency: readInteger(env, 'WORKER_CONCURRENCY', 16, 1, 1_000),
+    workerAttemptsMax: readInteger(env, 'WORKER_ATTEMPTS_MAX', 5, 1, 100),
+    workerBackoffBaseMs: readInteger(env, 'WORKER_BACKOFF_BASE_MS', 200, 1, 600_000),
+    workerBackoffCapMs: readInteger(env, 'WORKER_BACKOFF_CAP_MS', 30_000, 1, 3_600_000),
+    workerRatePerSecond: readInteger(env, 'WORKER_RATE_PER_SECOND', 0, 0, 1_000_000),
+    retryBudgetCapacity: readInteger(env, 'RETRY_BUDGET_CAPACITY', 50, 1, 1_000_000),
+    retryBudgetDepositPerSuccess: readNumber(env, 'RETRY_BUDGET_DEPOSIT_PER_SUCCESS', 0.1, 0, 1),
+    retryBudgetRefillPerSecond: readNumber(env, 'RETRY_BUDGET_REFILL_PER_SECOND', 1, 0, 1_000),
+    retryBudgetEmptyDelayMs: readInteger(env, 'RETRY_BUDGET_EMPTY_DELAY_MS', 1_000, 10, 600_000),
+    faultLedgerOutageMs: readFaultDuration(env, isProduction),
     faults: readFaults(env, isProduction),
   };
   return Object.freeze(config);

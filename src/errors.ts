@@ -20,6 +20,12 @@ export const errorCodes = {
   RATE_LIMITED: { httpStatus: 429, transient: true },
   TRANSIENT_FAILURE: { httpStatus: 503, transient: true },
   INTERNAL: { httpStatus: 500, transient: true },
+  // The ledger worker's outcomes. Transient ones are retried under the retry budget, then
+  // dead-lettered after N attempts; final ones (poison messages) are dead-lettered at once.
+  LEDGER_EVENT_INVALID: { httpStatus: 500, transient: false },
+  LEDGER_AMOUNT_MISMATCH: { httpStatus: 500, transient: false },
+  LEDGER_CHARGE_NOT_POSTED: { httpStatus: 503, transient: true },
+  LEDGER_UNAVAILABLE: { httpStatus: 503, transient: true },
 } as const satisfies Record<string, { httpStatus: number; transient: boolean }>;
 
 export type ErrorCode = keyof typeof errorCodes;

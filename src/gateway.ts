@@ -18,8 +18,15 @@ import { MerchantAuthenticator } from './merchants/merchants';
 import { openDatabase, type DatabaseHandle } from './platform/database';
 import type { Logger } from './platform/logger';
 import { Metrics } from './platform/metrics';
-import { closeRedis, openHotPathRedis } from './platform/redis';
+import { closeRedis, openHotPathRedis, openQueueRedis } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
+import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
+import { Relay } from './outbox/relay';
+import { DeadLetters } from './ledger/dead-letters';
+import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
+import { RedisTokenBucketStore } from './retry/redis-token-bucket';
+import { RetryBudget } from './retry/token-bucket';
+import { relayPublishCallSite } from './outbox/relay';
 
 /** tok_slow's delay: long enough for a test to send a concurrent request, short of the timeout. */
 const simulatedSlowMs = 800;
@@ -31,6 +38,9 @@ export interface Gateway {
   readonly database: DatabaseHandle;
   readonly redis: Redis;
   readonly completer: Completer | undefined;
+  readonly relay: Relay | undefined;
+  readonly worker: LedgerWorker | undefined;
+  readonly deadLetters: DeadLetters;
   /** Graceful stop: no new requests, in-flight ones finish (bounded by shutdownGraceMs), pools close. */
   stop(): Promise<void>;
 }
@@ -66,6 +76,21 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     logger,
     faults: config.faults,
     leaseMs: config.idempotencyLeaseMs,
+  });
+
+  const queueRedis = openQueueRedis(config);
+  const ledgerQueue = openLedgerQueue(queueRedis, { prefix: config.queuePrefix, attemptsMax: config.workerAttemptsMax });
+  const deadLetterQueue = openDeadLetterQueue(queueRedis, config.queuePrefix);
+  const deadLetters = new DeadLetters(database.prisma, ledgerQueue, deadLetterQueue);
+  const retryBudgetStore = new RedisTokenBucketStore(redis, config.redisKeyPrefix, {
+    capacity: config.retryBudgetCapacity,
+    refillPerSecond: config.retryBudgetRefillPerSecond,
+  });
+  const retryBudget = new RetryBudget(retryBudgetStore, { depositPerSuccess: config.retryBudgetDepositPerSuccess });
+  metrics.addGauge('retry_budget_tokens', 'Tokens left in the fleet-wide retry budget, per call site.', ['call_site'], async (gauge) => {
+    for (const callSite of [ledgerApplyCallSite, relayPublishCallSite]) {
+      gauge.set({ call_site: callSite }, await retryBudget.tokens(callSite));
+    }
   });
 
   const app = express();
@@ -124,6 +149,75 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     completer.start();
   }
 
+  let relay: Relay | undefined;
+  if (config.role === 'relay' || config.role === 'all') {
+    relay = new Relay(
+      {
+        db: database.prisma,
+        queue: ledgerQueue,
+        // The rate bucket holds at most a twentieth of a second's events (or RELAY_RATE_BURST_MAX),
+        // so no one-second window exceeds the cap by more than about 5%.
+        rateBucket: new RedisTokenBucketStore(redis, config.redisKeyPrefix, {
+          capacity: config.relayRateBurstMax || Math.max(1, Math.ceil(config.relayRatePerSecond / 20)),
+          refillPerSecond: config.relayRatePerSecond,
+        }),
+        retryBudget,
+        logger,
+        onPublished: (count) => metrics.relayPublished.inc(count),
+        onPublishFailed: () => metrics.relayPublishFailures.inc(),
+      },
+      {
+        databaseUrl: config.databaseUrl,
+        batchSizeMax: config.relayBatchSizeMax,
+        pollIntervalMs: config.relayPollIntervalMs,
+        claimLeaseMs: config.relayClaimLeaseMs,
+        ratePerSecond: config.relayRatePerSecond,
+        faults: config.faults,
+        publishTimeoutMs: Math.max(1_000, Math.floor(config.relayClaimLeaseMs / 3)),
+      },
+    );
+    await relay.start();
+    addOutboxGauges(metrics, database);
+  }
+
+  let worker: LedgerWorker | undefined;
+  if (config.role === 'worker' || config.role === 'all') {
+    worker = new LedgerWorker(
+      {
+        db: database.prisma,
+        queueConnection: queueRedis,
+        redis,
+        retryBudget,
+        deadLetters,
+        logger,
+        onOutcome: (outcome) => {
+          if (outcome === 'applied') metrics.ledgerEffectsApplied.inc();
+          else if (outcome === 'acknowledged') metrics.ledgerEventsAcknowledged.inc();
+          else metrics.inboxDuplicates.inc({ caught_by: outcome === 'skipped' ? 'redis_marker' : 'inbox_row' });
+        },
+        onAttempt: () => metrics.ledgerApplyAttempts.inc(),
+        onDeadLetter: (reason) => metrics.deadLetters.inc({ reason }),
+        onBudgetDelay: () => metrics.retryBudgetDelays.inc({ call_site: ledgerApplyCallSite }),
+      },
+      {
+        prefix: config.queuePrefix,
+        redisKeyPrefix: config.redisKeyPrefix,
+        concurrency: config.workerConcurrency,
+        attemptsMax: config.workerAttemptsMax,
+        backoffBaseMs: config.workerBackoffBaseMs,
+        backoffCapMs: config.workerBackoffCapMs,
+        ratePerSecond: config.workerRatePerSecond,
+        retryBudgetEmptyDelayMs: config.retryBudgetEmptyDelayMs,
+        outageUntilMs: config.faultLedgerOutageMs > 0 ? Date.now() + config.faultLedgerOutageMs : 0,
+      },
+    );
+    worker.start();
+  }
+  metrics.addGauge('ledger_queue_jobs', 'Jobs in the ledger queue by state.', ['state'], async (gauge) => {
+    const counts = await ledgerQueue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
+    for (const [state, count] of Object.entries(counts)) gauge.set({ state }, count);
+  });
+
   const server = await listen(app, config.port);
   const port = (server.address() as AddressInfo).port;
   logger.info({ port, role: config.role }, 'gateway listening');
@@ -132,16 +226,38 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const stop = () => {
     stopping ??= (async () => {
       await closeServer(server, config.shutdownGraceMs);
+      await relay?.stop();
+      await worker?.stop();
       await completer?.stop();
       await graphql?.stop();
       await auditBuffer.close();
       await acquirer.close();
+      await ledgerQueue.close().catch(() => undefined);
+      await deadLetterQueue.close().catch(() => undefined);
+      await closeRedis(queueRedis);
       await closeRedis(redis);
       await database.close();
     })();
     return stopping;
   };
-  return { url: `http://127.0.0.1:${port}`, port, metrics, database, redis, completer, stop };
+  return { url: `http://127.0.0.1:${port}`, port, metrics, database, redis, completer, relay, worker, deadLetters, stop };
+}
+
+/** outbox_backlog_events and outbox_lag_seconds, read from Postgres at scrape time. */
+function addOutboxGauges(metrics: Metrics, database: DatabaseHandle): void {
+  const read = async () => {
+    const rows = await database.prisma.$queryRaw<{ backlog: number; lag: number }[]>`
+      SELECT count(*)::int AS backlog,
+             coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS lag
+        FROM outbox_events WHERE published_at IS NULL`;
+    return rows[0] ?? { backlog: 0, lag: 0 };
+  };
+  metrics.addGauge('outbox_backlog_events', 'Outbox events not yet published.', [], async (gauge) => {
+    gauge.set((await read()).backlog);
+  });
+  metrics.addGauge('outbox_lag_seconds', 'Age of the oldest unpublished outbox event (0 when none).', [], async (gauge) => {
+    gauge.set((await read()).lag);
+  });
 }
 
 function listen(app: express.Express, port: number): Promise<Server> {

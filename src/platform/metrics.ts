@@ -4,7 +4,7 @@
  * Counters restart with their process; anything that must add up across crashes counts from
  * Postgres (DESIGN.md §11).
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { IdempotencyOutcome } from '../idempotency/outcomes';
 
 export type AttemptBucket = '1' | '2' | '3' | '4+';
@@ -67,6 +67,74 @@ export class Metrics {
     help: 'Batched audit rows that could not be written (Postgres unavailable past the retry).',
     registers: [this.registry],
   });
+
+  readonly ledgerEffectsApplied = new Counter({
+    name: 'ledger_effects_applied_total',
+    help: 'Events whose ledger transaction this process committed (charge.succeeded, refund.succeeded).',
+    registers: [this.registry],
+  });
+
+  readonly ledgerEventsAcknowledged = new Counter({
+    name: 'ledger_events_acknowledged_total',
+    help: 'Events applied with no ledger effect (charge.failed): inbox row only.',
+    registers: [this.registry],
+  });
+
+  readonly inboxDuplicates = new Counter({
+    name: 'inbox_duplicates_total',
+    help: 'Deliveries of an event already applied, by where they were caught.',
+    labelNames: ['caught_by'] as const,
+    registers: [this.registry],
+  });
+
+  readonly ledgerApplyAttempts = new Counter({
+    name: 'ledger_apply_attempts_total',
+    help: 'Calls to the ledger call site (ledger.apply), first attempts and retries.',
+    registers: [this.registry],
+  });
+
+  readonly deadLetters = new Counter({
+    name: 'dead_letters_total',
+    help: 'Jobs moved to the dead-letter queue: final (poison) at once, or exhausted after N attempts.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly retryBudgetDelays = new Counter({
+    name: 'retry_budget_exhausted_total',
+    help: 'Retries held back because the call site’s retry budget was empty.',
+    labelNames: ['call_site'] as const,
+    registers: [this.registry],
+  });
+
+  readonly relayPublished = new Counter({
+    name: 'relay_published_events_total',
+    help: 'Outbox events this relay published to the queue (rate() is the publish rate).',
+    registers: [this.registry],
+  });
+
+  readonly relayPublishFailures = new Counter({
+    name: 'relay_publish_failures_total',
+    help: 'Relay publish rounds that failed and were retried.',
+    registers: [this.registry],
+  });
+
+  /** Gauges whose value is read at scrape time (from Postgres, BullMQ or a token bucket). */
+  addGauge(name: string, help: string, labelNames: readonly string[], read: (gauge: Gauge) => Promise<void>): void {
+    new Gauge({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [this.registry],
+      async collect() {
+        try {
+          await read(this);
+        } catch {
+          // A scrape must not fail because one source is down; the gauge keeps its last value.
+        }
+      },
+    });
+  }
 
   constructor(role: string) {
     this.registry.setDefaultLabels({ role });

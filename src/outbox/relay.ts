@@ -1,0 +1,217 @@
+/**
+ * The relay: moves committed outbox events onto the ledger queue.
+ *
+ * Claim with a lease, commit, publish, then mark (no transaction is open across the network call):
+ *   1. take up to `batchSizeMax` tokens from the fleet-wide rate bucket (Redis);
+ *   2. claim that many unpublished events in id order: one UPDATE … WHERE id IN (SELECT … FOR
+ *      UPDATE SKIP LOCKED) that sets `claimed_until`, so relays running at once take disjoint
+ *      batches and a crashed relay's claim lapses by itself;
+ *   3. `addBulk` with jobId = `evt_<id>`;
+ *   4. mark them published.
+ * A relay killed between 3 and 4 publishes the batch again once the claim lapses: expected, and
+ * harmless, because the worker's inbox deduplicates. It wakes on LISTEN outbox_events and polls
+ * as a fallback. On shutdown it releases claims it has not published.
+ */
+import pg from 'pg';
+import type { Queue } from 'bullmq';
+import type { Fault } from '../config';
+import type { Database } from '../platform/database';
+import type { Logger } from '../platform/logger';
+import type { RetryBudget, TokenBucketStore } from '../retry/token-bucket';
+import { fullJitterDelayMs } from '../retry/backoff';
+import type { OutboxEventType } from './events';
+import { jobIdFor, type LedgerJobData } from './queue';
+
+export interface RelayOptions {
+  readonly databaseUrl: string;
+  readonly batchSizeMax: number;
+  readonly pollIntervalMs: number;
+  readonly claimLeaseMs: number;
+  /** 0: uncapped. */
+  readonly ratePerSecond: number;
+  readonly faults: ReadonlySet<Fault>;
+  /** A publish must not hang on a dead Redis: past this, the claim is released and retried. */
+  readonly publishTimeoutMs: number;
+}
+
+export interface RelayDependencies {
+  readonly db: Database;
+  readonly queue: Queue<LedgerJobData>;
+  readonly rateBucket: TokenBucketStore;
+  readonly retryBudget: RetryBudget;
+  readonly logger: Logger;
+  readonly onPublished: (count: number) => void;
+  readonly onPublishFailed: () => void;
+}
+
+interface ClaimedEvent {
+  id: string;
+  event_type: OutboxEventType;
+  payload: string;
+}
+
+export const relayPublishCallSite = 'relay.publish';
+export const relayRateBucketName = 'relay.rate';
+
+export class Relay {
+  private running = false;
+  private loopDone: Promise<void> = Promise.resolve();
+  private wake: (() => void) | undefined;
+  /** A NOTIFY that arrived while we were busy: the next sleep returns at once. */
+  private notified = false;
+  private listener: pg.Client | undefined;
+  private inFlight: string[] = [];
+  private consecutiveFailures = 0;
+
+  constructor(
+    private readonly deps: RelayDependencies,
+    private readonly options: RelayOptions,
+  ) {}
+
+  async start(): Promise<void> {
+    this.running = true;
+    await this.listen();
+    this.loopDone = this.loop();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loopDone;
+    await this.listener?.end().catch(() => undefined);
+    if (this.inFlight.length > 0) await this.releaseClaims(this.inFlight);
+  }
+
+  /** One claim–publish–mark round. Returns how many events it published. */
+  async publishOnce(): Promise<number> {
+    const wanted = this.options.batchSizeMax;
+    const granted = this.options.ratePerSecond === 0 ? wanted : await this.deps.rateBucket.take(relayRateBucketName, wanted);
+    if (granted === 0) return 0;
+    const events = await this.claim(granted);
+    if (this.options.ratePerSecond > 0 && events.length < granted) {
+      // Tokens we could not use go back, so the rate is spent on events, not on empty polls.
+      await this.deps.rateBucket.deposit(relayRateBucketName, granted - events.length);
+    }
+    if (events.length === 0) return 0;
+    const ids = events.map((event) => event.id);
+    this.inFlight = ids;
+    try {
+      await withTimeout(
+        this.deps.queue.addBulk(
+          events.map((event) => ({
+            name: event.event_type,
+            data: { eventId: event.id, type: event.event_type, payload: event.payload },
+            opts: { jobId: jobIdFor(event.id) },
+          })),
+        ),
+        this.options.publishTimeoutMs,
+      );
+    } catch (error) {
+      this.inFlight = [];
+      await this.releaseClaims(ids);
+      throw error;
+    }
+    if (this.options.faults.has('crash_after_publish')) process.kill(process.pid, 'SIGKILL');
+    await this.deps.db.$executeRaw`
+      UPDATE outbox_events SET published_at = now(), claimed_until = NULL
+       WHERE id = ANY(${ids}::bigint[]) AND published_at IS NULL`;
+    this.inFlight = [];
+    this.deps.onPublished(events.length);
+    return events.length;
+  }
+
+  private async claim(limit: number): Promise<ClaimedEvent[]> {
+    return this.deps.db.$queryRaw<ClaimedEvent[]>`
+      UPDATE outbox_events
+         SET claimed_until = now() + ${this.options.claimLeaseMs} * interval '1 millisecond'
+       WHERE id IN (
+         SELECT id FROM outbox_events
+          WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+          ORDER BY id
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED)
+      RETURNING id::text, event_type, payload`.then((rows) => rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id))));
+  }
+
+  private async releaseClaims(ids: string[]): Promise<void> {
+    await this.deps.db.$executeRaw`
+      UPDATE outbox_events SET claimed_until = NULL WHERE id = ANY(${ids}::bigint[]) AND published_at IS NULL`.catch(
+      (error: unknown) => this.deps.logger.warn({ err: error }, 'relay could not release its claim; it lapses by itself'),
+    );
+  }
+
+  private async loop(): Promise<void> {
+    while (this.running) {
+      let published = 0;
+      try {
+        published = await this.publishOnce();
+        if (this.consecutiveFailures > 0) await this.deps.retryBudget.recordSuccess(relayPublishCallSite).catch(() => undefined);
+        this.consecutiveFailures = 0;
+      } catch (error) {
+        this.deps.onPublishFailed();
+        this.consecutiveFailures += 1;
+        this.deps.logger.warn({ err: error }, 'relay publish failed; retrying');
+        await this.waitBeforeRetry();
+        continue;
+      }
+      if (published > 0) continue;
+      // Nothing (or no rate tokens) now: wait for a NOTIFY, or the poll interval, or a token.
+      const waitMs = this.options.ratePerSecond > 0 ? Math.min(this.options.pollIntervalMs, 50) : this.options.pollIntervalMs;
+      await this.sleep(waitMs);
+    }
+  }
+
+  /** Backoff with full jitter; the retry budget decides whether we retry soon or wait long. */
+  private async waitBeforeRetry(): Promise<void> {
+    const allowed = await this.deps.retryBudget.tryRetry(relayPublishCallSite).catch(() => false);
+    const attempt = Math.min(this.consecutiveFailures, 10);
+    const delayMs = allowed
+      ? fullJitterDelayMs(attempt, { baseMs: 100, capMs: 5_000 })
+      : Math.max(this.options.pollIntervalMs, 5_000);
+    await this.sleep(delayMs);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.notified || !this.running) {
+      this.notified = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined = undefined;
+      const done = () => {
+        clearTimeout(timer);
+        this.notified = false;
+        this.wake = undefined;
+        resolve();
+      };
+      timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  private async listen(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.options.databaseUrl, application_name: 'payments-relay-listen' });
+    client.on('error', (error) => this.deps.logger.warn({ err: error }, 'relay LISTEN connection lost; polling'));
+    client.on('notification', () => {
+      this.notified = true;
+      this.wake?.();
+    });
+    try {
+      await client.connect();
+      await client.query('LISTEN outbox_events');
+      this.listener = client;
+    } catch (error) {
+      this.deps.logger.warn({ err: error }, 'relay could not LISTEN; polling only');
+    }
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`publish timed out after ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
