@@ -10,6 +10,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config';
 import { SimulatedAcquirer } from './acquirer/simulated-acquirer';
 import { ChargeService } from './charges/create-charge';
+import { RefundService } from './charges/refund-charge';
 import { Completer } from './charges/completer';
 import { AuditBuffer } from './idempotency/audit-buffer';
 import { IdempotencyStore } from './idempotency/idempotency-store';
@@ -93,6 +94,14 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     }
   });
 
+  const refunds = new RefundService({
+    db: database.prisma,
+    idempotency,
+    acquirer,
+    logger,
+    leaseMs: config.idempotencyLeaseMs,
+  });
+
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -119,7 +128,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   let graphql: GraphqlServer | undefined;
   if (config.role === 'api' || config.role === 'all') {
     graphql = await createGraphqlServer({
-      services: { db: database.prisma, charges, metrics },
+      services: { db: database.prisma, charges, refunds, metrics },
       authenticator: new MerchantAuthenticator(database.prisma, config.merchantCacheTtlMs),
       logger,
       isProduction: config.isProduction,
@@ -134,7 +143,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   if (config.role !== 'api') {
     completer = new Completer(
       database.prisma,
-      charges,
+      { charges, refunds },
       idempotency,
       logger,
       {

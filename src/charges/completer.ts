@@ -1,11 +1,13 @@
 /**
  * The completer: nobody may be left holding money (DESIGN.md §3). Periodically, it takes over
- * createCharge keys whose lease ran out more than `graceMs` ago (their holder died, or the
+ * keys whose lease ran out more than `graceMs` ago (their holder died, or the
  * client never retried after a release) and:
  *   AUTHORIZED  finishes the charge from what the row holds (request + acquirer answer);
  *   STARTED     asks the acquirer what it recorded under the derived key; if it authorized,
  *               finishes the charge; if not, gives the key back for the client's retry, or marks
  *               it ABANDONED once it is older than `abandonAfterHours`.
+ * Refunds: at AUTHORIZED it records the refund; at RESERVED it asks the acquirer and records the
+ * refund if it was authorized, else leaves the key (and its reservation) for the client's retry.
  * Takeover uses the same lock-token fencing as requests, so a completer racing a late client
  * retry records one charge at most. Rows are claimed FOR UPDATE SKIP LOCKED: several completers
  * may run at once.
@@ -13,8 +15,9 @@
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
-import type { HeldKey, KeyedRequest, RecoveryPoint } from '../idempotency/types';
+import type { HeldKey, KeyedOperation, KeyedRequest, RecoveryPoint } from '../idempotency/types';
 import type { ChargeService } from './create-charge';
+import type { RefundService } from './refund-charge';
 
 export interface CompleterOptions {
   readonly intervalMs: number;
@@ -32,6 +35,7 @@ interface ClaimedRow {
   request_payload: string;
   merchant_id: string;
   key: string;
+  operation: KeyedOperation;
   fingerprint: string;
   first_request_at: string;
 }
@@ -44,7 +48,7 @@ export class Completer {
 
   constructor(
     private readonly db: Database,
-    private readonly charges: ChargeService,
+    private readonly services: { readonly charges: ChargeService; readonly refunds: RefundService },
     private readonly idempotency: IdempotencyStore,
     private readonly logger: Logger,
     private readonly options: CompleterOptions,
@@ -70,7 +74,9 @@ export class Completer {
     const rows = await this.db.$queryRaw<ClaimedRow[]>`
       WITH candidates AS (
         SELECT id FROM idempotency_keys
-         WHERE state = 'IN_PROGRESS' AND operation = 'createCharge'
+         WHERE state = 'IN_PROGRESS'
+           -- A refund at STARTED has reserved and authorized nothing: its client's retry decides.
+           AND (operation = 'createCharge' OR recovery_point <> 'STARTED')
            AND coalesce(locked_until, updated_at) < now() - ${this.options.graceMs} * interval '1 millisecond'
          ORDER BY id
          LIMIT ${this.options.batchSizeMax}
@@ -83,7 +89,7 @@ export class Completer {
         FROM candidates
        WHERE k.id = candidates.id
       RETURNING k.id::text, k.lock_token::text, k.recovery_point, k.acquirer_result, k.request_payload,
-                k.merchant_id, k.key, k.fingerprint, iso8601(k.created_at) AS first_request_at`;
+                k.merchant_id, k.key, k.operation, k.fingerprint, iso8601(k.created_at) AS first_request_at`;
     const actions: CompleterAction[] = [];
     for (const row of rows) {
       const action = await this.finish(row);
@@ -103,12 +109,13 @@ export class Completer {
       firstRequestAt: row.first_request_at,
     };
     try {
-      const response = await this.charges.finishAbandoned(row.merchant_id, held);
-      if (response === undefined) return await this.releaseOrAbandon(held);
+      const service = row.operation === 'createCharge' ? this.services.charges : this.services.refunds;
+      const response = await service.finishAbandoned(row.merchant_id, held);
+      if (response === undefined) return await this.releaseOrAbandon(held, row.operation);
       const request: KeyedRequest = {
         merchantId: row.merchant_id,
         key: row.key,
-        operation: 'createCharge',
+        operation: row.operation,
         fingerprint: row.fingerprint,
         requestPayload: row.request_payload,
       };
@@ -122,11 +129,14 @@ export class Completer {
     }
   }
 
-  private async releaseOrAbandon(held: HeldKey): Promise<CompleterAction> {
+  /** Gives the key back for the client's retry; an old charge key with nothing authorized is abandoned. */
+  private async releaseOrAbandon(held: HeldKey, operation: KeyedOperation): Promise<CompleterAction> {
+    // A refund holding a reservation is never abandoned: its reservation must be settled by a retry.
+    const abandonable = operation === 'createCharge';
     const rows = await this.db.$queryRaw<{ state: string }[]>`
       UPDATE idempotency_keys
          SET locked_until = NULL, updated_at = now(),
-             state = CASE WHEN created_at < now() - ${this.options.abandonAfterHours} * interval '1 hour'
+             state = CASE WHEN ${abandonable} AND created_at < now() - ${this.options.abandonAfterHours} * interval '1 hour'
                           THEN 'ABANDONED' ELSE 'IN_PROGRESS' END
        WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint AND state = 'IN_PROGRESS'
       RETURNING state`;

@@ -13,29 +13,27 @@
  * The completer runs the same phases for a key whose client never came back.
  */
 import type { Fault } from '../config';
-import { GatewayError } from '../errors';
-import { AcquirerUnavailableError, type Acquirer, type Authorization } from '../acquirer/acquirer';
+import type { Acquirer, Authorization } from '../acquirer/acquirer';
 import { canonicalJson, fingerprint } from '../idempotency/fingerprint';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
 import { saveAuthorized } from '../idempotency/postgres-store';
 import { acquirerKeyFor, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
-import { isTransientDatabaseError, type Database } from '../platform/database';
+import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import { newChargeId, type ChargeSnapshot } from './charge';
+import {
+  InjectedFault,
+  LostLeaseError,
+  WaitForClient,
+  executeKeyed,
+  runPhases,
+  type KeyedResult,
+  type PhaseResult,
+} from './keyed-operation';
 import { recordCharge } from './record-charge';
 import type { CreateChargeInput } from './validation';
 
-export interface KeyedResult {
-  readonly outcome: 'created' | 'resumed' | 'replayed';
-  readonly response: StoredResponse;
-}
-
-/** What a phase decided: continue from a later recovery point, or answer with a stored response. */
-export type PhaseResult =
-  | { readonly next: HeldKey }
-  | { readonly respond: StoredResponse }
-  /** Only for the completer: nothing can be done now (no authorization yet); leave the key. */
-  | { readonly wait: true };
+export type { KeyedResult } from './keyed-operation';
 
 export interface ChargeServiceDependencies {
   readonly db: Database;
@@ -48,14 +46,6 @@ export interface ChargeServiceDependencies {
 
 /** How a phase at STARTED learns the acquirer's answer. */
 type AuthorizationSource = (held: HeldKey, input: CreateChargeInput) => Promise<Authorization | null>;
-
-export class LostLeaseError extends GatewayError {
-  constructor() {
-    super('IDEMPOTENCY_KEY_IN_USE', 'Another request took this Idempotency-Key over; retry to read its outcome.', {
-      retryAfterSeconds: 1,
-    });
-  }
-}
 
 export class ChargeService {
   constructor(private readonly deps: ChargeServiceDependencies) {}
@@ -70,18 +60,10 @@ export class ChargeService {
     };
   }
 
-  async createCharge(request: KeyedRequest, input: CreateChargeInput): Promise<KeyedResult> {
-    const resolution = await this.deps.idempotency.resolve(request);
-    if (resolution.outcome === 'replayed') return resolution;
-
-    const { held, redisOwner } = resolution;
-    try {
-      const response = await this.runPhases(request.merchantId, held, input, this.authorizeWithAcquirer);
-      await this.deps.idempotency.complete(request, response);
-      return { outcome: resolution.outcome, response };
-    } catch (error) {
-      throw await this.answerFailure(error, request, held, redisOwner);
-    }
+  createCharge(request: KeyedRequest, input: CreateChargeInput): Promise<KeyedResult> {
+    return executeKeyed(this.deps, request, (held) =>
+      runPhases(held, (current) => this.phaseFor(request.merchantId, current, input, this.authorizeWithAcquirer)),
+    );
   }
 
   /**
@@ -92,31 +74,22 @@ export class ChargeService {
   async finishAbandoned(merchantId: string, held: HeldKey): Promise<StoredResponse | undefined> {
     const input = JSON.parse(held.requestPayload) as CreateChargeInput;
     try {
-      return await this.runPhases(merchantId, held, input, this.lookUpAuthorization);
+      return await runPhases(held, (current) => this.phaseFor(merchantId, current, input, this.lookUpAuthorization));
     } catch (error) {
-      if (error instanceof WaitSignal) return undefined;
+      if (error instanceof WaitForClient) return undefined;
       throw error;
     }
   }
 
-  private async runPhases(
+  private phaseFor(
     merchantId: string,
-    start: HeldKey,
+    held: HeldKey,
     input: CreateChargeInput,
     authorizationSource: AuthorizationSource,
-  ): Promise<StoredResponse> {
-    let held = start;
-    // Two recovery points, so at most two phases; the bound guards against a bug looping forever.
-    for (let phase = 0; phase < 4; phase += 1) {
-      const result =
-        held.recoveryPoint === 'STARTED'
-          ? await this.authorizePhase(held, input, authorizationSource)
-          : await this.recordPhase(merchantId, held, input);
-      if ('respond' in result) return result.respond;
-      if ('wait' in result) throw new WaitSignal();
-      held = result.next;
-    }
-    throw new Error('invariant violated: createCharge phases did not converge');
+  ): (held: HeldKey) => Promise<PhaseResult> {
+    return held.recoveryPoint === 'STARTED'
+      ? (current) => this.authorizePhase(current, input, authorizationSource)
+      : (current) => this.recordPhase(merchantId, current, input);
   }
 
   /** STARTED → AUTHORIZED. The acquirer call happens here, with no transaction open. */
@@ -191,44 +164,8 @@ export class ChargeService {
   private readonly lookUpAuthorization: AuthorizationSource = (held) =>
     this.deps.acquirer.findAuthorization(acquirerKeyFor(held.id));
 
-  /** Turns a failure under a held lease into the client's answer, releasing the key when it is transient. */
-  private async answerFailure(
-    error: unknown,
-    request: KeyedRequest,
-    held: HeldKey,
-    redisOwner: string | undefined,
-  ): Promise<unknown> {
-    if (error instanceof GatewayError) return error;
-    const transient =
-      error instanceof AcquirerUnavailableError || error instanceof InjectedFault || isTransientDatabaseError(error);
-    if (!transient) {
-      // An unexpected error: the key is not released; its lease runs out and a retry resumes it.
-      this.deps.logger.error({ err: error, keyId: held.id }, 'createCharge failed unexpectedly');
-      return error;
-    }
-    this.deps.logger.warn({ err: error, keyId: held.id }, 'createCharge failed transiently; releasing the key');
-    const released = await this.deps.idempotency.release(request, held, redisOwner);
-    // If the database itself failed, the key could not be released: it frees when the lease runs out.
-    const retryAfterSeconds = released ? 1 : Math.max(1, Math.ceil(this.deps.leaseMs / 1000));
-    return new GatewayError(
-      'TRANSIENT_FAILURE',
-      released
-        ? 'A temporary failure stopped this charge; retry with the same Idempotency-Key.'
-        : 'A temporary failure stopped this charge; the key frees when its lease runs out, then retry with the same key.',
-      { retryAfterSeconds, cause: error },
-    );
-  }
-
   private crashIf(fault: Fault): void {
     if (this.deps.faults.has(fault)) process.kill(process.pid, 'SIGKILL');
   }
 }
 
-class InjectedFault extends Error {
-  constructor(fault: Fault) {
-    super(`injected fault: ${fault}`);
-    this.name = 'InjectedFault';
-  }
-}
-
-class WaitSignal extends Error {}

@@ -19,7 +19,8 @@ import {
 } from '../charges/charge-queries';
 import { attemptBucket } from '../platform/metrics';
 import type { Merchant } from '../merchants/merchants';
-import { Charge, ChargeConnection, CreateChargeInput } from './charge-types';
+import { validateRefundInput, type RefundSnapshot } from '../charges/refund-charge';
+import { Charge, ChargeConnection, CreateChargeInput, Refund, RefundChargeInput } from './charge-types';
 import type { GatewayContext } from './context';
 
 export function requireMerchant(context: GatewayContext): Merchant {
@@ -72,6 +73,22 @@ export class ChargeResolver {
     const { charges } = context.services;
     const request = charges.keyedRequest(merchant.id, key, validated);
     return (await runKeyed(context, key, () => charges.createCharge(request, validated))) as ChargeSnapshot;
+  }
+
+  @Mutation(() => Refund, {
+    description: 'Refunds part or all of a charge once per Idempotency-Key. Retries with the same key replay the first answer.',
+  })
+  async refundCharge(
+    @Arg('input', () => RefundChargeInput) input: RefundChargeInput,
+    @Ctx() context: GatewayContext,
+  ): Promise<RefundSnapshot> {
+    const merchant = requireMerchant(context);
+    const validated = validateRefundInput(input);
+    const key = readIdempotencyKey(context.headers);
+    const { refunds } = context.services;
+    await refunds.assertChargeVisible(merchant.id, validated.chargeId);
+    const request = refunds.keyedRequest(merchant.id, key, validated);
+    return (await runKeyed(context, key, () => refunds.refundCharge(request, validated))) as RefundSnapshot;
   }
 
   @Query(() => Charge, { nullable: true, description: 'One of your charges; another merchant’s id reads as null.' })

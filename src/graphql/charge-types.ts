@@ -89,3 +89,45 @@ export class ChargeConnection {
   @Field(() => PageInfo)
   pageInfo!: PageInfo;
 }
+
+export const RefundStatus = { SUCCEEDED: 'SUCCEEDED', FAILED: 'FAILED' } as const;
+registerEnumType(RefundStatus, { name: 'RefundStatus' });
+
+@ObjectType({ description: 'A refund of part or all of a charge, as recorded at its first completion.' })
+export class Refund {
+  @Field(() => ID)
+  id!: string;
+
+  @Field(() => ID)
+  chargeId!: string;
+
+  @Field(() => Int, { description: 'Integer minor units.' })
+  amount!: number;
+
+  @Field(() => String)
+  currency!: string;
+
+  @Field(() => RefundStatus)
+  status!: keyof typeof RefundStatus;
+
+  @Field(() => String, { nullable: true })
+  failureCode!: string | null;
+
+  @Field(() => String, { nullable: true })
+  reason!: string | null;
+
+  @Field(() => DateTimeScalar)
+  createdAt!: string;
+}
+
+@InputType({ description: 'A refund to make. Needs an Idempotency-Key header.' })
+export class RefundChargeInput {
+  @Field(() => ID)
+  chargeId!: string;
+
+  @Field(() => Int, { nullable: true, description: 'Integer minor units; defaults to what is left of the charge.' })
+  amount?: number | null;
+
+  @Field(() => String, { nullable: true, description: 'At most 500 characters.' })
+  reason?: string | null;
+}

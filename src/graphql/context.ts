@@ -3,6 +3,7 @@
  * idempotency layer decided (read by the response plugin for headers and extensions).
  */
 import type { ChargeService } from '../charges/create-charge';
+import type { RefundService } from '../charges/refund-charge';
 import type { Merchant } from '../merchants/merchants';
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
@@ -11,6 +12,7 @@ import type { Metrics } from '../platform/metrics';
 export interface GatewayServices {
   readonly db: Database;
   readonly charges: ChargeService;
+  readonly refunds: RefundService;
   readonly metrics: Metrics;
 }
 

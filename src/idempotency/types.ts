@@ -12,7 +12,8 @@
  */
 
 export type KeyedOperation = 'createCharge' | 'refundCharge';
-export type RecoveryPoint = 'STARTED' | 'AUTHORIZED';
+/** RESERVED is a refund's: the charge's amount is held before the acquirer is called. */
+export type RecoveryPoint = 'STARTED' | 'RESERVED' | 'AUTHORIZED';
 
 export interface KeyedRequest {
   readonly merchantId: string;
