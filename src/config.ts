@@ -9,7 +9,8 @@ export type Role = 'all' | 'api' | 'relay' | 'worker';
 const roles: readonly Role[] = ['all', 'api', 'relay', 'worker'];
 
 /** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
-export type Fault = 'crash_after_acquirer' | 'crash_after_authorized' | 'fail_after_charge_insert' | 'crash_after_publish';
+export type Fault =
+  'crash_after_acquirer' | 'crash_after_authorized' | 'fail_after_charge_insert' | 'crash_after_publish';
 const faults: readonly Fault[] = [
   'crash_after_acquirer',
   'crash_after_authorized',

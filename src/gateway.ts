@@ -19,7 +19,7 @@ import { MerchantAuthenticator } from './merchants/merchants';
 import { openDatabase, type DatabaseHandle } from './platform/database';
 import type { Logger } from './platform/logger';
 import { Metrics } from './platform/metrics';
-import { closeRedis, openHotPathRedis, openQueueRedis } from './platform/redis';
+import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
 import { Relay } from './outbox/relay';
@@ -50,6 +50,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const metrics = new Metrics(config.role);
   const database = openDatabase(config, `payments-gateway-${config.role}`);
   const redis = openHotPathRedis(config);
+  // Start with a connected Redis when there is one; without it every decision goes to Postgres.
+  if (!(await waitUntilReady(redis, 2_000))) logger.warn('Redis is not reachable; starting anyway (Postgres decides)');
   const acquirer = new SimulatedAcquirer({
     databaseUrl: config.databaseUrl,
     timeoutMs: config.acquirerTimeoutMs,
@@ -80,7 +82,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
 
   const queueRedis = openQueueRedis(config);
-  const ledgerQueue = openLedgerQueue(queueRedis, { prefix: config.queuePrefix, attemptsMax: config.workerAttemptsMax });
+  const ledgerQueue = openLedgerQueue(queueRedis, {
+    prefix: config.queuePrefix,
+    attemptsMax: config.workerAttemptsMax,
+  });
   const deadLetterQueue = openDeadLetterQueue(queueRedis, config.queuePrefix);
   const deadLetters = new DeadLetters(database.prisma, ledgerQueue, deadLetterQueue);
   const retryBudgetStore = new RedisTokenBucketStore(redis, config.redisKeyPrefix, {
@@ -88,11 +93,16 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     refillPerSecond: config.retryBudgetRefillPerSecond,
   });
   const retryBudget = new RetryBudget(retryBudgetStore, { depositPerSuccess: config.retryBudgetDepositPerSuccess });
-  metrics.addGauge('retry_budget_tokens', 'Tokens left in the fleet-wide retry budget, per call site.', ['call_site'], async (gauge) => {
-    for (const callSite of [ledgerApplyCallSite, relayPublishCallSite]) {
-      gauge.set({ call_site: callSite }, await retryBudget.tokens(callSite));
-    }
-  });
+  metrics.addGauge(
+    'retry_budget_tokens',
+    'Tokens left in the fleet-wide retry budget, per call site.',
+    ['call_site'],
+    async (gauge) => {
+      for (const callSite of [ledgerApplyCallSite, relayPublishCallSite]) {
+        gauge.set({ call_site: callSite }, await retryBudget.tokens(callSite));
+      }
+    },
+  );
 
   const refunds = new RefundService({
     db: database.prisma,
@@ -249,7 +259,18 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     })();
     return stopping;
   };
-  return { url: `http://127.0.0.1:${port}`, port, metrics, database, redis, completer, relay, worker, deadLetters, stop };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    metrics,
+    database,
+    redis,
+    completer,
+    relay,
+    worker,
+    deadLetters,
+    stop,
+  };
 }
 
 /** outbox_backlog_events and outbox_lag_seconds, read from Postgres at scrape time. */
@@ -264,9 +285,14 @@ function addOutboxGauges(metrics: Metrics, database: DatabaseHandle): void {
   metrics.addGauge('outbox_backlog_events', 'Outbox events not yet published.', [], async (gauge) => {
     gauge.set((await read()).backlog);
   });
-  metrics.addGauge('outbox_lag_seconds', 'Age of the oldest unpublished outbox event (0 when none).', [], async (gauge) => {
-    gauge.set((await read()).lag);
-  });
+  metrics.addGauge(
+    'outbox_lag_seconds',
+    'Age of the oldest unpublished outbox event (0 when none).',
+    [],
+    async (gauge) => {
+      gauge.set((await read()).lag);
+    },
+  );
 }
 
 function listen(app: express.Express, port: number): Promise<Server> {

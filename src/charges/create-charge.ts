@@ -168,4 +168,3 @@ export class ChargeService {
     if (this.deps.faults.has(fault)) process.kill(process.pid, 'SIGKILL');
   }
 }
-

@@ -23,7 +23,14 @@ import { saveAuthorized } from '../idempotency/postgres-store';
 import { acquirerKeyFor, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
 import type { Database, Transaction } from '../platform/database';
 import type { Logger } from '../platform/logger';
-import { LostLeaseError, WaitForClient, executeKeyed, runPhases, type KeyedResult, type PhaseResult } from './keyed-operation';
+import {
+  LostLeaseError,
+  WaitForClient,
+  executeKeyed,
+  runPhases,
+  type KeyedResult,
+  type PhaseResult,
+} from './keyed-operation';
 import { amountMax, amountMin } from './validation';
 
 export interface RefundChargeInput {
@@ -56,12 +63,20 @@ interface RefundProgress {
 
 export const refundReasonLengthMax = 500;
 
-export function validateRefundInput(input: { chargeId: string; amount?: number | null; reason?: string | null }): RefundChargeInput {
+export function validateRefundInput(input: {
+  chargeId: string;
+  amount?: number | null;
+  reason?: string | null;
+}): RefundChargeInput {
   const amount = input.amount ?? null;
   if (amount !== null && (!Number.isSafeInteger(amount) || amount < amountMin || amount > amountMax)) {
-    throw new GatewayError('BAD_USER_INPUT', `input.amount: must be a whole number of minor units from ${amountMin} to ${amountMax}`, {
-      field: 'input.amount',
-    });
+    throw new GatewayError(
+      'BAD_USER_INPUT',
+      `input.amount: must be a whole number of minor units from ${amountMin} to ${amountMax}`,
+      {
+        field: 'input.amount',
+      },
+    );
   }
   const reason = input.reason ?? null;
   if (reason !== null && reason.length > refundReasonLengthMax) {
@@ -139,7 +154,14 @@ export class RefundService {
   private async reservePhase(merchantId: string, held: HeldKey, input: RefundChargeInput): Promise<PhaseResult> {
     return this.deps.db.$transaction(async (tx) => {
       const charges = await tx.$queryRaw<
-        { status: string; amount: number; amount_refunded: number; amount_reserved: number; currency: string; authorization_id: string | null }[]
+        {
+          status: string;
+          amount: number;
+          amount_refunded: number;
+          amount_reserved: number;
+          currency: string;
+          authorization_id: string | null;
+        }[]
       >`
         SELECT status, amount, amount_refunded, amount_reserved, currency, authorization_id
           FROM charges WHERE id = ${input.chargeId} AND merchant_id = ${merchantId}
@@ -147,7 +169,12 @@ export class RefundService {
       const charge = charges[0];
       if (charge === undefined) throw new GatewayError('NOT_FOUND', `No charge ${input.chargeId}.`);
       if (charge.status !== 'SUCCEEDED' || charge.authorization_id === null) {
-        return this.refuse(tx, held, 'CHARGE_NOT_REFUNDABLE', `Charge ${input.chargeId} did not succeed; there is nothing to refund.`);
+        return this.refuse(
+          tx,
+          held,
+          'CHARGE_NOT_REFUNDABLE',
+          `Charge ${input.chargeId} did not succeed; there is nothing to refund.`,
+        );
       }
       const left = charge.amount - charge.amount_refunded - charge.amount_reserved;
       const amount = input.amount ?? left;
@@ -159,7 +186,11 @@ export class RefundService {
           `A refund of ${amount} exceeds what is left of charge ${input.chargeId} (${left} of ${charge.amount}).`,
         );
       }
-      const progress: RefundProgress = { amount, currency: charge.currency.trim(), chargeAuthorizationId: charge.authorization_id };
+      const progress: RefundProgress = {
+        amount,
+        currency: charge.currency.trim(),
+        chargeAuthorizationId: charge.authorization_id,
+      };
       const acquirerResult = JSON.stringify(progress);
       const reserved = await tx.$executeRaw`
         UPDATE idempotency_keys SET recovery_point = 'RESERVED', acquirer_result = ${acquirerResult}, updated_at = now()
@@ -177,7 +208,12 @@ export class RefundService {
     code: 'CHARGE_NOT_REFUNDABLE' | 'REFUND_EXCEEDS_CHARGE',
     message: string,
   ): Promise<PhaseResult> {
-    const response: StoredResponse = { status: 400, code, body: JSON.stringify({ message }), firstRequestAt: held.firstRequestAt };
+    const response: StoredResponse = {
+      status: 400,
+      code,
+      body: JSON.stringify({ message }),
+      firstRequestAt: held.firstRequestAt,
+    };
     const completed = await tx.$executeRaw`
       UPDATE idempotency_keys
          SET state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL, response_status = ${response.status},
@@ -212,7 +248,12 @@ export class RefundService {
       reason: input.reason,
       createdAt: new Date().toISOString(),
     };
-    const response: StoredResponse = { status: 200, code: null, body: JSON.stringify(snapshot), firstRequestAt: held.firstRequestAt };
+    const response: StoredResponse = {
+      status: 200,
+      code: null,
+      body: JSON.stringify(snapshot),
+      firstRequestAt: held.firstRequestAt,
+    };
     const succeeded = snapshot.status === 'SUCCEEDED';
     const eventPayload = JSON.stringify({
       version: 1,

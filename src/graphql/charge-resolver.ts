@@ -76,7 +76,8 @@ export class ChargeResolver {
   }
 
   @Mutation(() => Refund, {
-    description: 'Refunds part or all of a charge once per Idempotency-Key. Retries with the same key replay the first answer.',
+    description:
+      'Refunds part or all of a charge once per Idempotency-Key. Retries with the same key replay the first answer.',
   })
   async refundCharge(
     @Arg('input', () => RefundChargeInput) input: RefundChargeInput,

@@ -127,10 +127,14 @@ function explainRefusal(event: LedgerEvent, row: ApplyRow): GatewayError | undef
     return final('charge.failed for a charge that succeeded');
   }
   if (row.charge_status !== 'SUCCEEDED') return final(`${event.type} for a charge that is ${row.charge_status}`);
-  if (event.type === 'charge.succeeded') return final(`amount ${event.amount} differs from the charge's ${String(row.charge_amount)}`);
+  if (event.type === 'charge.succeeded')
+    return final(`amount ${event.amount} differs from the charge's ${String(row.charge_amount)}`);
   if (row.refund_amount === null) return final(`refund ${String(event.refundId)} does not exist or did not succeed`);
   if (row.refund_charge_id !== event.chargeId || row.refund_amount !== event.amount) {
     return final(`refund ${String(event.refundId)} differs from the event`);
   }
-  return new GatewayError('LEDGER_CHARGE_NOT_POSTED', `event ${event.eventId}: charge ${event.chargeId} is not posted yet; the refund waits`);
+  return new GatewayError(
+    'LEDGER_CHARGE_NOT_POSTED',
+    `event ${event.eventId}: charge ${event.chargeId} is not posted yet; the refund waits`,
+  );
 }

@@ -34,7 +34,8 @@ export function parseLedgerEvent(eventId: string, type: string, payloadText: str
   }
   const { chargeId, merchantId, amount, currency } = payload;
   const refundId = type === 'refund.succeeded' ? payload.refundId : null;
-  if (typeof chargeId !== 'string' || typeof merchantId !== 'string') throw invalid(`event ${eventId}: chargeId and merchantId are required`);
+  if (typeof chargeId !== 'string' || typeof merchantId !== 'string')
+    throw invalid(`event ${eventId}: chargeId and merchantId are required`);
   if (refundId !== null && typeof refundId !== 'string') throw invalid(`event ${eventId}: refundId is required`);
   if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount < amountMin || amount > amountMax) {
     throw invalid(`event ${eventId}: amount ${String(amount)} is not whole minor units in ${amountMin}..${amountMax}`);

@@ -123,7 +123,7 @@ export class LedgerWorker {
   private async handleFailure(job: Job<LedgerJobData, JobOutcome>, error: unknown): Promise<Error> {
     const failure = classify(error);
     const attempt = job.attemptsMade + 1;
-    const exhausted = failure.transient && attempt >= this.options.attemptsMax;
+    const exhausted = failure.transient && attempt >= (job.opts.attempts ?? this.options.attemptsMax);
     if (!failure.transient || exhausted) {
       this.deps.logger.warn({ jobId: job.id, code: failure.code, attempt }, 'ledger job dead-lettered');
       await this.deps.deadLetters.record({
@@ -159,7 +159,8 @@ export class LedgerWorker {
 
 function classify(error: unknown): GatewayError {
   if (error instanceof GatewayError) return error;
-  if (isTransientDatabaseError(error)) return new GatewayError('LEDGER_UNAVAILABLE', errorMessage(error), { cause: error });
+  if (isTransientDatabaseError(error))
+    return new GatewayError('LEDGER_UNAVAILABLE', errorMessage(error), { cause: error });
   // Unknown errors are retried: a bug fixed by a deploy then heals; N attempts bound it.
   return new GatewayError('LEDGER_UNAVAILABLE', `unexpected: ${errorMessage(error)}`, { cause: error });
 }

@@ -85,7 +85,8 @@ export class Relay {
   /** One claim–publish–mark round. Returns how many events it published. */
   async publishOnce(): Promise<number> {
     const wanted = this.options.batchSizeMax;
-    const granted = this.options.ratePerSecond === 0 ? wanted : await this.deps.rateBucket.take(relayRateBucketName, wanted);
+    const granted =
+      this.options.ratePerSecond === 0 ? wanted : await this.deps.rateBucket.take(relayRateBucketName, wanted);
     if (granted === 0) return 0;
     const events = await this.claim(granted);
     if (this.options.ratePerSecond > 0 && events.length < granted) {
@@ -136,7 +137,8 @@ export class Relay {
   private async releaseClaims(ids: string[]): Promise<void> {
     await this.deps.db.$executeRaw`
       UPDATE outbox_events SET claimed_until = NULL WHERE id = ANY(${ids}::bigint[]) AND published_at IS NULL`.catch(
-      (error: unknown) => this.deps.logger.warn({ err: error }, 'relay could not release its claim; it lapses by itself'),
+      (error: unknown) =>
+        this.deps.logger.warn({ err: error }, 'relay could not release its claim; it lapses by itself'),
     );
   }
 
@@ -145,7 +147,8 @@ export class Relay {
       let published = 0;
       try {
         published = await this.publishOnce();
-        if (this.consecutiveFailures > 0) await this.deps.retryBudget.recordSuccess(relayPublishCallSite).catch(() => undefined);
+        if (this.consecutiveFailures > 0)
+          await this.deps.retryBudget.recordSuccess(relayPublishCallSite).catch(() => undefined);
         this.consecutiveFailures = 0;
       } catch (error) {
         this.deps.onPublishFailed();
@@ -156,14 +159,19 @@ export class Relay {
       }
       if (published > 0) continue;
       // Nothing (or no rate tokens) now: wait for a NOTIFY, or the poll interval, or a token.
-      const waitMs = this.options.ratePerSecond > 0 ? Math.min(this.options.pollIntervalMs, 50) : this.options.pollIntervalMs;
+      const waitMs =
+        this.options.ratePerSecond > 0 ? Math.min(this.options.pollIntervalMs, 50) : this.options.pollIntervalMs;
       await this.sleep(waitMs);
     }
   }
 
-  /** Backoff with full jitter; the retry budget decides whether we retry soon or wait long. */
+  /**
+   * Backoff with full jitter; the retry budget decides whether we retry soon or wait long. When
+   * Redis cannot answer for the budget, nothing can be published anyway: the jittered backoff
+   * alone paces the tries.
+   */
   private async waitBeforeRetry(): Promise<void> {
-    const allowed = await this.deps.retryBudget.tryRetry(relayPublishCallSite).catch(() => false);
+    const allowed = await this.deps.retryBudget.tryRetry(relayPublishCallSite).catch(() => true);
     const attempt = Math.min(this.consecutiveFailures, 10);
     const delayMs = allowed
       ? fullJitterDelayMs(attempt, { baseMs: 100, capMs: 5_000 })
@@ -190,7 +198,10 @@ export class Relay {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.options.databaseUrl, application_name: 'payments-relay-listen' });
+    const client = new pg.Client({
+      connectionString: this.options.databaseUrl,
+      application_name: 'payments-relay-listen',
+    });
     client.on('error', (error) => this.deps.logger.warn({ err: error }, 'relay LISTEN connection lost; polling'));
     client.on('notification', () => {
       this.notified = true;

@@ -9,7 +9,11 @@ export interface BackoffOptions {
 }
 
 /** `attempt` counts retries from 0 (the first retry). `random` is in [0, 1). */
-export function fullJitterDelayMs(attempt: number, options: BackoffOptions, random: () => number = Math.random): number {
+export function fullJitterDelayMs(
+  attempt: number,
+  options: BackoffOptions,
+  random: () => number = Math.random,
+): number {
   const ceiling = Math.min(options.capMs, options.baseMs * 2 ** Math.max(0, attempt));
   return Math.floor(random() * ceiling);
 }

@@ -23,7 +23,10 @@ export interface TokenBucketState {
 
 export function refill(state: TokenBucketState, options: TokenBucketOptions, nowMs: number): TokenBucketState {
   const elapsedSeconds = Math.max(0, nowMs - state.updatedAtMs) / 1000;
-  return { tokens: Math.min(options.capacity, state.tokens + elapsedSeconds * options.refillPerSecond), updatedAtMs: nowMs };
+  return {
+    tokens: Math.min(options.capacity, state.tokens + elapsedSeconds * options.refillPerSecond),
+    updatedAtMs: nowMs,
+  };
 }
 
 /** Takes up to `wanted` whole tokens; returns how many it got. */
@@ -38,7 +41,12 @@ export function take(
   return { state: { ...current, tokens: current.tokens - granted }, granted };
 }
 
-export function deposit(state: TokenBucketState, amount: number, options: TokenBucketOptions, nowMs: number): TokenBucketState {
+export function deposit(
+  state: TokenBucketState,
+  amount: number,
+  options: TokenBucketOptions,
+  nowMs: number,
+): TokenBucketState {
   const current = refill(state, options, nowMs);
   return { ...current, tokens: Math.min(options.capacity, current.tokens + amount) };
 }
