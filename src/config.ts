@@ -74,6 +74,8 @@ export interface Config {
   readonly workerBackoffCapMs: number;
   /** BullMQ's limiter on the worker side, jobs per second per queue; 0 means none. */
   readonly workerRatePerSecond: number;
+  /** BullMQ's job lock: a worker that dies mid-job gives its job back after about this long. */
+  readonly workerLockDurationMs: number;
   readonly retryBudgetCapacity: number;
   readonly retryBudgetDepositPerSuccess: number;
   readonly retryBudgetRefillPerSecond: number;
@@ -233,6 +235,7 @@ export function loadConfig(env: Env = process.env): Config {
     workerBackoffBaseMs: readInteger(env, 'WORKER_BACKOFF_BASE_MS', 200, 1, 600_000),
     workerBackoffCapMs: readInteger(env, 'WORKER_BACKOFF_CAP_MS', 30_000, 1, 3_600_000),
     workerRatePerSecond: readInteger(env, 'WORKER_RATE_PER_SECOND', 0, 0, 1_000_000),
+    workerLockDurationMs: readInteger(env, 'WORKER_LOCK_DURATION_MS', 30_000, 1_000, 600_000),
     retryBudgetCapacity: readInteger(env, 'RETRY_BUDGET_CAPACITY', 50, 1, 1_000_000),
     retryBudgetDepositPerSuccess: readNumber(env, 'RETRY_BUDGET_DEPOSIT_PER_SUCCESS', 0.1, 0, 1),
     retryBudgetRefillPerSecond: readNumber(env, 'RETRY_BUDGET_REFILL_PER_SECOND', 1, 0, 1_000),

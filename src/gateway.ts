@@ -226,6 +226,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         backoffBaseMs: config.workerBackoffBaseMs,
         backoffCapMs: config.workerBackoffCapMs,
         ratePerSecond: config.workerRatePerSecond,
+        lockDurationMs: config.workerLockDurationMs,
         retryBudgetEmptyDelayMs: config.retryBudgetEmptyDelayMs,
         outageUntilMs: config.faultLedgerOutageMs > 0 ? Date.now() + config.faultLedgerOutageMs : 0,
       },

@@ -35,6 +35,7 @@ export interface LedgerWorkerOptions {
   readonly backoffBaseMs: number;
   readonly backoffCapMs: number;
   readonly ratePerSecond: number;
+  readonly lockDurationMs: number;
   readonly retryBudgetEmptyDelayMs: number;
   /** Test hook: the ledger call fails transiently until this time (epoch ms). */
   readonly outageUntilMs: number;
@@ -75,6 +76,10 @@ export class LedgerWorker {
       connection: this.deps.queueConnection,
       prefix: options.prefix,
       concurrency: options.concurrency,
+      // A dead worker's job is found stalled within a lock duration and run again; the inbox
+      // settles which run commits.
+      lockDuration: options.lockDurationMs,
+      stalledInterval: options.lockDurationMs,
       ...(options.ratePerSecond > 0 ? { limiter: { max: options.ratePerSecond, duration: 1_000 } } : {}),
       settings: {
         backoffStrategy: (attemptsMade, type) =>

@@ -10,6 +10,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 export interface ChildGateway {
   readonly url: string;
+  readonly port: number;
   readonly process: ChildProcess;
   readonly output: () => string;
   /** Resolves with the exit code or signal once the process has gone. */
@@ -50,6 +51,7 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
   }
   return {
     url,
+    port,
     process: child,
     output: () => output,
     exited,

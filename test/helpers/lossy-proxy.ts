@@ -21,7 +21,13 @@ export interface LossyProxy {
   close(): Promise<void>;
 }
 
-export async function startLossyProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<LossyProxy> {
+/** Forwards to `targetPorts` round-robin, one connection at a time. */
+export async function startLossyProxy(
+  targetPorts: number | readonly number[],
+  targetHost = '127.0.0.1',
+): Promise<LossyProxy> {
+  const targets = typeof targetPorts === 'number' ? [targetPorts] : [...targetPorts];
+  let next = 0;
   let dropsLeft = 0;
   let resetsLeft = 0;
   let delayMs = 0;
@@ -39,7 +45,7 @@ export async function startLossyProxy(targetPort: number, targetHost = '127.0.0.
       client.resetAndDestroy();
       return;
     }
-    const upstream = net.connect(targetPort, targetHost);
+    const upstream = net.connect(targets[next++ % targets.length]!, targetHost);
     sockets.add(upstream);
     upstream.on('close', () => sockets.delete(upstream));
     client.on('data', (chunk) => upstream.write(chunk));

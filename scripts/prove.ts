@@ -1,0 +1,453 @@
+/**
+ * The effectively-once proof: `npm run prove` (1,000 operations; PROOF_OPERATIONS overrides).
+ *
+ * Real processes: two api, two relay and two worker gateways against one Postgres and Redis, each
+ * api behind a proxy that loses responses for real. Logical charge operations go through the
+ * client SDK while faults are injected: duplicate sends of one key, concurrent pairs of one key on
+ * different api processes, lost responses, a relay killed after publishing and before marking
+ * (then restarted), a worker killed mid-job (then restarted), and the Redis idempotency and inbox
+ * keys deleted mid-run.
+ *
+ * Counters come from every process's /metrics (each scraped before it is killed: counters die with
+ * their process); the verdict comes from Postgres. It exits non-zero unless applied effects =
+ * charges = logical operations and the ledger balances.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { GatewayClient, type AttemptRecord } from '../src/client/index';
+import { RetryBudget, MemoryTokenBucketStore } from '../src/retry/token-bucket';
+import { createMerchant } from '../src/merchants/merchants';
+import { openDatabase } from '../src/platform/database';
+import { startChildGateway, type ChildGateway } from '../test/helpers/child-gateway';
+import { startLossyProxy, type LossyProxy } from '../test/helpers/lossy-proxy';
+import { migrate } from './migrate';
+import { jobIdFor, openLedgerQueue } from '../src/outbox/queue';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface ProofOptions {
+  readonly operations: number;
+  readonly databaseUrl?: string;
+  readonly redisUrl?: string;
+  readonly concurrency?: number;
+  readonly log?: (line: string) => void;
+  readonly transcriptPath?: string;
+}
+
+export interface ProofResult {
+  readonly ok: boolean;
+  readonly table: Readonly<Record<string, number | string>>;
+  readonly problems: readonly string[];
+}
+
+type Counters = Map<string, number>;
+
+/** Adds the counter samples of one /metrics text into `into` (by metric name and labels). */
+function addSamples(into: Counters, text: string): void {
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue;
+    const match = line.match(/^([a-z_]+)(\{[^}]*\})?\s+([0-9.e+-]+)$/);
+    if (match === null) continue;
+    const [, name, labels = '', value] = match as unknown as [string, string, string | undefined, string];
+    const key = `${name}${(labels ?? '')
+      .replace(/,?role="[^"]*"/, '')
+      .replace('{,', '{')
+      .replace('{}', '')}`;
+    into.set(key, (into.get(key) ?? 0) + Number(value));
+  }
+}
+
+class Fleet {
+  readonly counters: Counters = new Map();
+  private readonly processes = new Map<string, ChildGateway>();
+
+  constructor(private readonly baseEnv: Record<string, string>) {}
+
+  async start(name: string, env: Record<string, string>): Promise<ChildGateway> {
+    const child = await startChildGateway({ ...this.baseEnv, ...env });
+    this.processes.set(name, child);
+    return child;
+  }
+
+  get(name: string): ChildGateway {
+    const child = this.processes.get(name);
+    if (child === undefined) throw new Error(`no process ${name}`);
+    return child;
+  }
+
+  /** Scrapes a process's counters into the fleet's totals. */
+  async scrape(name: string): Promise<void> {
+    const response = await fetch(`${this.get(name).url}/metrics`);
+    addSamples(this.counters, await response.text());
+  }
+
+  /** Scrape, then SIGKILL: what the process counted is kept. */
+  async kill(name: string): Promise<void> {
+    await this.scrape(name).catch(() => undefined);
+    await this.get(name).kill('SIGKILL');
+    this.processes.delete(name);
+  }
+
+  /** Forget a process that died by itself (its counters since the last scrape are lost). */
+  forget(name: string): void {
+    this.processes.delete(name);
+  }
+
+  async scrapeAndStopAll(): Promise<void> {
+    for (const name of [...this.processes.keys()]) {
+      await this.scrape(name).catch(() => undefined);
+      await this.get(name).kill('SIGTERM');
+    }
+    this.processes.clear();
+  }
+
+  async killAll(): Promise<void> {
+    for (const child of this.processes.values()) await child.kill('SIGKILL').catch(() => undefined);
+    this.processes.clear();
+  }
+
+  counter(key: string): number {
+    return this.counters.get(key) ?? 0;
+  }
+}
+
+async function deleteRedisKeys(redis: Redis, pattern: string): Promise<number> {
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.del(...keys);
+  } while (cursor !== '0');
+  return deleted;
+}
+
+function percentile(sorted: readonly number[], fraction: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor(fraction * sorted.length))] ?? 0;
+}
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export async function runProof(options: ProofOptions): Promise<ProofResult> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const serverUrl = options.databaseUrl ?? process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
+  const redisUrl = options.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const suffix = randomBytes(4).toString('hex');
+  const databaseName = `pgw_proof_${suffix}`;
+  const databaseUrl = new URL(serverUrl);
+  databaseUrl.pathname = `/${databaseName}`;
+  const redisKeyPrefix = `proof_${suffix}`;
+  const admin = new pg.Client({
+    connectionString: Object.assign(new URL(serverUrl), { pathname: '/postgres' }).toString(),
+  });
+  await admin.connect();
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  const fleet = new Fleet({
+    DATABASE_URL: databaseUrl.toString(),
+    REDIS_URL: redisUrl,
+    REDIS_KEY_PREFIX: redisKeyPrefix,
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'warn',
+    DATABASE_POOL_SIZE_MAX: '6',
+    IDEMPOTENCY_LEASE_MS: '3000',
+    ACQUIRER_TIMEOUT_MS: '1000',
+    RELAY_CLAIM_LEASE_MS: '2000',
+    RELAY_RATE_PER_SECOND: '0',
+    WORKER_LOCK_DURATION_MS: '3000',
+    WORKER_BACKOFF_BASE_MS: '50',
+    WORKER_BACKOFF_CAP_MS: '1000',
+    COMPLETER_INTERVAL_MS: '1000',
+    COMPLETER_GRACE_MS: '2000',
+  });
+  const proxies: LossyProxy[] = [];
+  const database = new pg.Pool({ connectionString: databaseUrl.toString(), max: 2 });
+  const count = async (sql: string) => Number((await database.query<{ count: string }>(sql)).rows[0]?.count ?? 0);
+  try {
+    await admin.query(`CREATE DATABASE ${databaseName}`);
+    process.env.MIGRATE_QUIET = '1';
+    migrate(databaseUrl.toString());
+    const handle = openDatabase({
+      databaseUrl: databaseUrl.toString(),
+      databasePoolSizeMax: 1,
+      databaseStatementTimeoutMs: 5_000,
+      databaseLockTimeoutMs: 2_000,
+    });
+    const { apiKey } = await createMerchant(handle.prisma, 'Proof merchant');
+    await handle.close();
+
+    log(`proof: ${options.operations} operations; database ${databaseName}; Redis prefix ${redisKeyPrefix}`);
+    const [api1, api2] = await Promise.all([
+      fleet.start('api-1', { ROLE: 'api' }),
+      fleet.start('api-2', { ROLE: 'api' }),
+    ]);
+    await Promise.all([
+      // Alone at first, so it is certain to publish, and die, before anyone else does.
+      fleet.start('relay-1', { ROLE: 'relay', FAULTS: 'crash_after_publish' }),
+      fleet.start('worker-1', { ROLE: 'worker' }),
+      fleet.start('worker-2', { ROLE: 'worker' }),
+    ]);
+    proxies.push(await startLossyProxy(api1.port), await startLossyProxy(api2.port));
+    for (const proxy of proxies) proxy.setDropProbability(0.03);
+
+    // The relay with the fault dies on its first publish, after addBulk and before marking.
+    let relayRepublishes = 0;
+    const relayCrash = fleet.get('relay-1').exited.then(async (exit) => {
+      fleet.forget('relay-1');
+      relayRepublishes = await count(
+        'SELECT count(*) FROM outbox_events WHERE published_at IS NULL AND claimed_until IS NOT NULL',
+      );
+      log(
+        `proof: relay-1 exited (${exit.signal ?? exit.code}) after publishing ${relayRepublishes} events it did not mark; restarting it`,
+      );
+      await fleet.start('relay-1', { ROLE: 'relay' });
+    });
+
+    const transcript: AttemptRecord[] = [];
+    const budget = new RetryBudget(new MemoryTokenBucketStore({ capacity: 10_000, refillPerSecond: 100 }), {
+      depositPerSuccess: 0.1,
+    });
+    const clients = proxies.map(
+      (proxy) =>
+        new GatewayClient({
+          url: `${proxy.url}/graphql`,
+          apiKey,
+          budget,
+          transcript: (record) => transcript.push(record),
+          retry: { attemptsMax: 12, baseMs: 50, capMs: 2_000, timeoutMs: 5_000 },
+        }),
+    );
+    const kinds = { single: 0, duplicateSend: 0, concurrentPair: 0 };
+    const chargeIds = new Map<string, string>();
+    const disagreements: string[] = [];
+    const runOperation = async (index: number) => {
+      const key = `proof-${suffix}-${index}`;
+      const input = { amount: 100 + (index % 5_000), currency: index % 7 === 0 ? 'JPY' : 'EUR', source: 'tok_visa' };
+      const client = clients[index % 2]!;
+      let ids: string[];
+      if (index % 10 === 1) {
+        kinds.duplicateSend += 1;
+        const first = await client.createCharge(input, { idempotencyKey: key });
+        const again = await clients[(index + 1) % 2]!.createCharge(input, { idempotencyKey: key });
+        ids = [first.charge.id, again.charge.id];
+      } else if (index % 10 === 2) {
+        kinds.concurrentPair += 1;
+        const pair = await Promise.all(clients.map((each) => each.createCharge(input, { idempotencyKey: key })));
+        ids = pair.map((outcome) => outcome.charge.id);
+      } else {
+        kinds.single += 1;
+        ids = [(await client.createCharge(input, { idempotencyKey: key })).charge.id];
+      }
+      if (new Set(ids).size !== 1) disagreements.push(`${key}: ${ids.join(' ≠ ')}`);
+      chargeIds.set(key, ids[0]!);
+    };
+
+    let redeliveries = 0;
+    const concurrency = options.concurrency ?? 16;
+    let nextIndex = 0;
+    let completed = 0;
+    const milestones = new Map<number, () => Promise<void>>([
+      [
+        Math.floor(options.operations * 0.3),
+        async () => {
+          const deleted = await deleteRedisKeys(redis, `${redisKeyPrefix}:idem:*`);
+          const inbox = await deleteRedisKeys(redis, `${redisKeyPrefix}:inbox:*`);
+          log(`proof: deleted ${deleted} idempotency and ${inbox} inbox keys from Redis`);
+        },
+      ],
+      [
+        Math.floor(options.operations * 0.5),
+        async () => {
+          await fleet.kill('worker-1');
+          log('proof: killed worker-1 (SIGKILL) mid-run; restarting it');
+          await fleet.start('worker-1', { ROLE: 'worker' });
+        },
+      ],
+      [
+        Math.floor(options.operations * 0.6),
+        async () => {
+          // Duplicate deliveries after the jobs are gone: only the inbox (or its marker) can stop them.
+          const queue = openLedgerQueue(redis, { prefix: `{${redisKeyPrefix}}`, attemptsMax: 5 });
+          const { rows } = await database.query<{ id: string; event_type: 'charge.succeeded'; payload: string }>(
+            'SELECT o.id::text, o.event_type, o.payload FROM outbox_events o JOIN inbox_events i ON i.event_id = o.id ORDER BY o.id LIMIT 25',
+          );
+          await queue.addBulk(
+            rows.map((row) => ({
+              name: row.event_type,
+              data: { eventId: row.id, type: row.event_type, payload: row.payload },
+              opts: { jobId: `${jobIdFor(row.id)}-duplicate` },
+            })),
+          );
+          redeliveries += rows.length;
+          log(`proof: delivered ${rows.length} applied events again under new job ids`);
+        },
+      ],
+      [
+        Math.floor(options.operations * 0.7),
+        async () => {
+          const deleted = await deleteRedisKeys(redis, `${redisKeyPrefix}:idem:*`);
+          const inbox = await deleteRedisKeys(redis, `${redisKeyPrefix}:inbox:*`);
+          log(`proof: deleted ${deleted} idempotency and ${inbox} inbox keys from Redis`);
+        },
+      ],
+    ]);
+    const startedAt = Date.now();
+    const failures: string[] = [];
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (nextIndex < options.operations) {
+          const index = nextIndex++;
+          await runOperation(index).catch((error: unknown) => failures.push(`op ${index}: ${String(error)}`));
+          completed += 1;
+          await milestones.get(completed)?.();
+        }
+      }),
+    );
+    const operationsSeconds = (Date.now() - startedAt) / 1_000;
+    log(`proof: ${completed} operations in ${operationsSeconds.toFixed(1)} s; waiting for the ledger`);
+    await relayCrash;
+    await waitUntil(
+      async () =>
+        (await count('SELECT count(*) FROM outbox_events')) ===
+        (await count("SELECT count(*) FROM inbox_events WHERE consumer = 'ledger'")),
+      180_000,
+      'the ledger to apply every event',
+    );
+    const ledgerQueue = openLedgerQueue(redis, { prefix: `{${redisKeyPrefix}}`, attemptsMax: 5 });
+    await waitUntil(
+      async () => {
+        const jobs = await ledgerQueue.getJobCounts('waiting', 'active', 'delayed');
+        return (jobs.waiting ?? 0) + (jobs.active ?? 0) + (jobs.delayed ?? 0) === 0;
+      },
+      60_000,
+      'the ledger queue to drain',
+    );
+    await ledgerQueue.close();
+    await fleet.scrapeAndStopAll();
+
+    const reconciliation = {
+      charges: await count("SELECT count(*) FROM charges WHERE status = 'SUCCEEDED'"),
+      allCharges: await count('SELECT count(*) FROM charges'),
+      outboxEvents: await count('SELECT count(*) FROM outbox_events'),
+      inboxEvents: await count("SELECT count(*) FROM inbox_events WHERE consumer = 'ledger'"),
+      ledgerTransactions: await count('SELECT count(*) FROM ledger_transactions'),
+      duplicatePostings: await count(
+        'SELECT count(*) FROM (SELECT charge_id FROM ledger_transactions GROUP BY charge_id, refund_id HAVING count(*) > 1) d',
+      ),
+      unbalanced: await count(
+        'SELECT count(*) FROM (SELECT transaction_id, currency FROM ledger_entries GROUP BY 1, 2 HAVING sum(amount) <> 0) u',
+      ),
+      balanceMismatch: await count(
+        `SELECT count(*) FROM (
+           SELECT c.merchant_id, c.currency, sum(c.amount) AS expected,
+                  (SELECT -sum(e.amount) FROM ledger_entries e WHERE e.account_id = 'merchant_balance:' || c.merchant_id
+                      AND e.currency = c.currency) AS balance
+             FROM charges c WHERE c.status = 'SUCCEEDED' GROUP BY 1, 2) x WHERE expected IS DISTINCT FROM balance`,
+      ),
+    };
+    const published = fleet.counter('relay_published_events_total');
+    const retries = transcript.filter((record) => record.attempt > 1);
+    const delays = retries.map((record) => record.delayMs).sort((a, b) => a - b);
+    const retryAfterViolations = retries.filter(
+      (record) => record.retryAfterSeconds !== null && record.delayMs < record.retryAfterSeconds * 1_000,
+    ).length;
+    const table: Record<string, number | string> = {
+      'logical operations': options.operations,
+      '  of which duplicate sends / concurrent pairs': `${kinds.duplicateSend} / ${kinds.concurrentPair}`,
+      'HTTP attempts (client transcript)': transcript.length,
+      'HTTP attempts counted by the api processes': sumBy(fleet.counters, 'charge_request_attempts_total'),
+      'replays (idempotency outcome)': fleet.counter('idempotency_requests_total{outcome="replayed"}'),
+      '409 in progress': fleet.counter('idempotency_requests_total{outcome="in_progress"}'),
+      'lost responses (proxy)': proxies.reduce((sum, proxy) => sum + proxy.stats.droppedResponses, 0),
+      'relay publishes (metrics, surviving processes)': published,
+      'relay re-publishes (killed relay’s unmarked batch)': relayRepublishes,
+      'duplicate deliveries injected': redeliveries,
+      'inbox duplicates skipped': sumBy(fleet.counters, 'inbox_duplicates_total'),
+      'charges (succeeded, Postgres)': reconciliation.charges,
+      'outbox events / inbox rows': `${reconciliation.outboxEvents} / ${reconciliation.inboxEvents}`,
+      'ledger effects applied (metrics)': fleet.counter('ledger_effects_applied_total'),
+      'ledger transactions (Postgres)': reconciliation.ledgerTransactions,
+      'ledger balanced': reconciliation.unbalanced === 0 && reconciliation.balanceMismatch === 0 ? 'yes' : 'NO',
+      'retry delay ms min / median / p90 / max': `${delays[0] ?? 0} / ${percentile(delays, 0.5)} / ${percentile(delays, 0.9)} / ${delays.at(-1) ?? 0}`,
+      'retry delays distinct': `${new Set(delays).size} of ${delays.length}`,
+      'Retry-After not honoured': retryAfterViolations,
+    };
+    const problems = [
+      ...failures,
+      ...disagreements,
+      ...(reconciliation.charges === options.operations
+        ? []
+        : [`charges ${reconciliation.charges} ≠ operations ${options.operations}`]),
+      ...(reconciliation.allCharges === options.operations
+        ? []
+        : [`charge rows ${reconciliation.allCharges} ≠ operations`]),
+      ...(reconciliation.ledgerTransactions === options.operations
+        ? []
+        : [`ledger transactions ${reconciliation.ledgerTransactions} ≠ operations`]),
+      ...(reconciliation.duplicatePostings === 0 ? [] : [`${reconciliation.duplicatePostings} charges posted twice`]),
+      ...(reconciliation.unbalanced === 0 && reconciliation.balanceMismatch === 0
+        ? []
+        : ['the ledger does not balance']),
+      ...(retryAfterViolations === 0 ? [] : [`${retryAfterViolations} retries did not wait Retry-After`]),
+    ];
+    if (options.transcriptPath !== undefined) {
+      await mkdir(path.dirname(options.transcriptPath), { recursive: true });
+      await writeFile(options.transcriptPath, transcript.map((record) => JSON.stringify(record)).join('\n') + '\n');
+    }
+    return { ok: problems.length === 0, table, problems };
+  } finally {
+    await fleet.killAll();
+    for (const proxy of proxies) await proxy.close();
+    await database.end().catch(() => undefined);
+    await deleteRedisKeys(redis, `${redisKeyPrefix}:*`).catch(() => undefined);
+    await deleteRedisKeys(redis, `{${redisKeyPrefix}}:*`).catch(() => undefined);
+    redis.disconnect();
+    await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`).catch(() => undefined);
+    await admin.end();
+  }
+}
+
+function sumBy(counters: Counters, name: string): number {
+  let total = 0;
+  for (const [key, value] of counters) if (key === name || key.startsWith(`${name}{`)) total += value;
+  return total;
+}
+
+export function formatTable(table: Readonly<Record<string, number | string>>): string {
+  const width = Math.max(...Object.keys(table).map((key) => key.length));
+  return Object.entries(table)
+    .map(([key, value]) => `${key.padEnd(width)}  ${value}`)
+    .join('\n');
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const operations = Number(process.env.PROOF_OPERATIONS ?? 1_000);
+  const transcriptPath = path.join(repoRoot, 'test-artifacts', 'proof-transcript.jsonl');
+  runProof({ operations, transcriptPath }).then(
+    (result) => {
+      process.stdout.write(`${formatTable(result.table)}\n`);
+      process.stdout.write(`client transcript: ${transcriptPath}\n`);
+      if (!result.ok) {
+        process.stdout.write(`PROOF FAILED:\n  ${result.problems.join('\n  ')}\n`);
+        process.exit(1);
+      }
+      process.stdout.write(
+        `PROOF PASSED: ${operations} logical operations, ${operations} charges, ${operations} ledger effects.\n`,
+      );
+    },
+    (error: unknown) => {
+      process.stderr.write(`proof could not run: ${error instanceof Error ? error.stack : String(error)}\n`);
+      process.exit(2);
+    },
+  );
+}
