@@ -379,7 +379,10 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
       'ledger transactions (Postgres)': reconciliation.ledgerTransactions,
       'ledger balanced': reconciliation.unbalanced === 0 && reconciliation.balanceMismatch === 0 ? 'yes' : 'NO',
       'retry delay ms min / median / p90 / max': `${delays[0] ?? 0} / ${percentile(delays, 0.5)} / ${percentile(delays, 0.9)} / ${delays.at(-1) ?? 0}`,
-      'retry delays distinct': `${new Set(delays).size} of ${delays.length}`,
+      'retry delays distinct': `${new Set(delays).size} of ${delays.length} (${percent(new Set(delays).size, delays.length)})`,
+      'retries after a Retry-After (all waited at least it)': retries.filter(
+        (record) => record.retryAfterSeconds !== null,
+      ).length,
       'Retry-After not honoured': retryAfterViolations,
     };
     const problems = [
@@ -415,6 +418,10 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`).catch(() => undefined);
     await admin.end();
   }
+}
+
+function percent(part: number, whole: number): string {
+  return whole === 0 ? '-' : `${Math.round((100 * part) / whole)}%`;
 }
 
 function sumBy(counters: Counters, name: string): number {

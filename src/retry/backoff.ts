@@ -18,7 +18,10 @@ export function fullJitterDelayMs(
   return Math.floor(random() * ceiling);
 }
 
-/** The wait before a retry: the jittered delay, or longer when the server asked for it. */
+/**
+ * The wait before a retry: the jittered delay, or, when the server sent Retry-After, that long
+ * plus the jittered delay, so clients told the same Retry-After do not come back in step.
+ */
 export function retryDelayMs(
   attempt: number,
   options: BackoffOptions,
@@ -26,5 +29,5 @@ export function retryDelayMs(
   random: () => number = Math.random,
 ): number {
   const jittered = fullJitterDelayMs(attempt, options, random);
-  return retryAfterSeconds === undefined ? jittered : Math.max(jittered, retryAfterSeconds * 1000);
+  return retryAfterSeconds === undefined ? jittered : retryAfterSeconds * 1000 + jittered;
 }
