@@ -6,10 +6,19 @@ import 'reflect-metadata';
 import { ConfigError, loadConfig, type Config } from './config';
 import { startGateway } from './gateway';
 import { createLogger } from './platform/logger';
+import { ensureDemoMerchant } from './merchants/merchants';
 
 export async function run(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, `payments-gateway-${config.role}`);
   const gateway = await startGateway(config, logger);
+  if (
+    !config.isProduction &&
+    config.demoMerchantApiKey !== undefined &&
+    (config.role === 'api' || config.role === 'all')
+  ) {
+    // A scripted local setup (docker compose, CI) knows this key in advance.
+    await ensureDemoMerchant(gateway.database.prisma, config.demoMerchantApiKey);
+  }
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
     gateway.stop().then(
