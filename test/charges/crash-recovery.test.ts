@@ -1,0 +1,145 @@
+/**
+ * A process killed (SIGKILL, a real child process) between the acquirer's answer and the commit.
+ * One test per recovery point, with the client's retry and without it (the completer).
+ * Also: SIGTERM lets an in-flight request finish.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createMerchant } from '../../src/merchants/merchants';
+import { openDatabase, type DatabaseHandle } from '../../src/platform/database';
+import { startChildGateway, type ChildGateway } from '../helpers/child-gateway';
+import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
+import { createCharge } from '../helpers/http';
+import { waitFor } from '../helpers/ledger';
+
+let environment: TestEnvironment;
+let database: DatabaseHandle;
+let apiKey: string;
+const children: ChildGateway[] = [];
+const leaseEnv = { IDEMPOTENCY_LEASE_MS: '1500', ACQUIRER_TIMEOUT_MS: '1000', COMPLETER_INTERVAL_MS: '3600000' };
+const input = { amount: 5400, currency: 'USD', source: 'tok_visa' };
+
+async function child(env: Record<string, string>): Promise<ChildGateway> {
+  const started = await startChildGateway(environment.env({ ...leaseEnv, ...env }));
+  children.push(started);
+  return started;
+}
+
+beforeAll(async () => {
+  environment = await createTestEnvironment();
+  database = openDatabase({
+    databaseUrl: environment.database.url,
+    databasePoolSizeMax: 2,
+    databaseStatementTimeoutMs: 5_000,
+    databaseLockTimeoutMs: 2_000,
+  });
+  apiKey = (await createMerchant(database.prisma, 'Crash merchant')).apiKey;
+});
+afterEach(async () => {
+  for (const running of children.splice(0)) await running.kill('SIGKILL');
+});
+afterAll(async () => {
+  await database?.close();
+  await environment?.cleanup();
+});
+
+async function keyRow(key: string) {
+  const { rows } = await environment.database.pool.query<{ id: string; state: string; recovery_point: string }>(
+    'SELECT id::text, state, recovery_point FROM idempotency_keys WHERE key = $1',
+    [key],
+  );
+  return rows[0]!;
+}
+
+async function crashMidCharge(key: string, fault: 'crash_after_acquirer' | 'crash_after_authorized') {
+  const doomed = await child({ ROLE: 'api', FAULTS: fault });
+  await expect(createCharge(doomed.url, apiKey, key, input)).rejects.toThrow();
+  expect((await doomed.exited).signal).toBe('SIGKILL');
+  const row = await keyRow(key);
+  expect(row.state).toBe('IN_PROGRESS');
+  expect(
+    await environment.database.count('SELECT count(*) FROM acquirer_authorizations WHERE idempotency_key = $1', [
+      `idem_${row.id}`,
+    ]),
+  ).toBe(1);
+  expect(await environment.database.count('SELECT count(*) FROM charges WHERE idempotency_key_id = $1', [row.id])).toBe(
+    0,
+  );
+  return row;
+}
+
+async function expectChargedOnce(key: string, rowId: string) {
+  expect(await environment.database.count('SELECT count(*) FROM charges WHERE idempotency_key_id = $1', [rowId])).toBe(
+    1,
+  );
+  expect(
+    await environment.database.count(
+      'SELECT count(*) FROM outbox_events o JOIN charges c ON c.id = o.aggregate_id WHERE c.idempotency_key_id = $1',
+      [rowId],
+    ),
+  ).toBe(1);
+  expect(
+    await environment.database.count('SELECT count(*) FROM acquirer_authorizations WHERE idempotency_key = $1', [
+      `idem_${rowId}`,
+    ]),
+  ).toBe(1);
+  expect(
+    await environment.database.count(
+      'SELECT count(*) FROM charges c JOIN acquirer_authorizations a ON a.authorization_id = c.authorization_id WHERE c.idempotency_key_id = $1 AND a.idempotency_key = $2',
+      [rowId, `idem_${rowId}`],
+    ),
+  ).toBe(1);
+  expect((await keyRow(key)).state).toBe('COMPLETED');
+}
+
+describe.each([
+  ['STARTED', 'crash_after_acquirer'],
+  ['AUTHORIZED', 'crash_after_authorized'],
+] as const)('when the process died at %s (after the acquirer answered)', (recoveryPoint, fault) => {
+  it(`resumes from ${recoveryPoint} on the client's retry after the lease, with no second authorization`, async () => {
+    const key = `retry-${fault}`;
+    const row = await crashMidCharge(key, fault);
+    expect(row.recovery_point).toBe(recoveryPoint);
+    const api = await child({ ROLE: 'api' });
+    const early = await createCharge(api.url, apiKey, key, input);
+    expect(early.status).toBe(409);
+    await new Promise((resolve) => setTimeout(resolve, 1_600));
+    const resumed = await createCharge(api.url, apiKey, key, input);
+    expect(resumed.status).toBe(200);
+    expect(resumed.headers.get('idempotent-replayed')).toBe('false');
+    await expectChargedOnce(key, row.id);
+    const replay = await createCharge(api.url, apiKey, key, input);
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.body.data).toEqual(resumed.body.data);
+  });
+
+  it(`is finished by the completer from ${recoveryPoint} when the client never comes back, and a later retry replays it`, async () => {
+    const key = `completer-${fault}`;
+    const row = await crashMidCharge(key, fault);
+    await child({ ROLE: 'worker', COMPLETER_INTERVAL_MS: '200', COMPLETER_GRACE_MS: '0' });
+    await waitFor(async () => (await keyRow(key)).state === 'COMPLETED', 15_000, 'the completer to finish the key');
+    await expectChargedOnce(key, row.id);
+    const api = await child({ ROLE: 'api' });
+    const later = await createCharge(api.url, apiKey, key, input);
+    expect(later.status).toBe(200);
+    expect(later.headers.get('idempotent-replayed')).toBe('true');
+    expect(later.body.data?.createCharge).toMatchObject({ amount: 5400, status: 'SUCCEEDED' });
+  });
+});
+
+describe('when the gateway gets SIGTERM with a request in flight', () => {
+  it('finishes the request, exits 0, and takes no new connections', async () => {
+    const api = await child({ ROLE: 'api' });
+    const inFlight = createCharge(api.url, apiKey, 'sigterm-1', { ...input, source: 'tok_slow' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    api.process.kill('SIGTERM');
+    const answer = await inFlight;
+    expect(answer.status).toBe(200);
+    expect((await api.exited).code).toBe(0);
+    await expect(fetch(`${api.url}/healthz`)).rejects.toThrow();
+    expect(
+      await environment.database.count(
+        "SELECT count(*) FROM idempotency_keys WHERE key = 'sigterm-1' AND state = 'COMPLETED'",
+      ),
+    ).toBe(1);
+  });
+});
