@@ -4,7 +4,8 @@
  * Guard (didResolveOperation, before any resolver runs):
  *   - authentication: an operation that selects anything but introspection needs a merchant (401);
  *   - at most one money-moving field per keyed operation (400 IDEMPOTENCY_KEY_AMBIGUOUS);
- *   - depth and complexity limits (400 BAD_REQUEST).
+ *   - depth and size limits (400 BAD_REQUEST), measured once per parsed document: the field
+ *     count, fragments expanded and @skip/@include ignored, bounds what any variables can select.
  * Response (willSendResponse): HTTP status and Retry-After from the error code list,
  *   Idempotent-Replayed and `extensions.idempotency` for keyed mutations, and request latency.
  */
@@ -15,9 +16,7 @@ import {
   type FragmentDefinitionNode,
   type OperationDefinitionNode,
   type SelectionSetNode,
-  type GraphQLSchema,
 } from 'graphql';
-import { getComplexity, simpleEstimator } from 'graphql-query-complexity';
 import { GatewayError } from '../errors';
 import type { GatewayContext } from './context';
 import { httpAnswerFor } from './errors';
@@ -42,41 +41,57 @@ export function rootFields(selectionSet: SelectionSetNode, fragments: Fragments)
   return fields;
 }
 
-export function selectionDepth(
-  selectionSet: SelectionSetNode | undefined,
-  fragments: Fragments,
-  seen = new Set<string>(),
-): number {
-  if (selectionSet === undefined) return 0;
-  let deepest = 0;
-  for (const selection of selectionSet.selections) {
-    if (selection.kind === Kind.FIELD)
-      deepest = Math.max(deepest, 1 + selectionDepth(selection.selectionSet, fragments, seen));
-    else if (selection.kind === Kind.INLINE_FRAGMENT)
-      deepest = Math.max(deepest, selectionDepth(selection.selectionSet, fragments, seen));
-    else if (!seen.has(selection.name.value)) {
-      const fragment = fragments[selection.name.value];
-      const next = new Set(seen).add(selection.name.value);
-      if (fragment !== undefined) deepest = Math.max(deepest, selectionDepth(fragment.selectionSet, fragments, next));
-    }
-  }
-  return deepest;
+export interface SelectionCost {
+  /** The deepest chain of nested fields. */
+  readonly depth: number;
+  /** Every field the operation selects, fragments expanded, @skip/@include ignored: an upper bound. */
+  readonly fields: number;
 }
 
-/**
- * The query's complexity, or 0 when its variables do not coerce: execution then reports that
- * as BAD_USER_INPUT naming the variable, which is the better answer.
- */
-function complexityOf(options: Omit<Parameters<typeof getComplexity>[0], 'estimators'>): number {
-  try {
-    return getComplexity({ ...options, estimators: [simpleEstimator({ defaultComplexity: 1 })] });
-  } catch {
-    return 0;
+/** Measures a selection set: depth and field count, expanding fragments (each once per path). */
+export function selectionCost(
+  selectionSet: SelectionSetNode | undefined,
+  fragments: Fragments,
+  seen: ReadonlySet<string> = new Set(),
+): SelectionCost {
+  if (selectionSet === undefined) return { depth: 0, fields: 0 };
+  let depth = 0;
+  let fields = 0;
+  for (const selection of selectionSet.selections) {
+    if (selection.kind === Kind.FIELD) {
+      const child = selectionCost(selection.selectionSet, fragments, seen);
+      depth = Math.max(depth, 1 + child.depth);
+      fields += 1 + child.fields;
+      continue;
+    }
+    const name = selection.kind === Kind.FRAGMENT_SPREAD ? selection.name.value : undefined;
+    if (name !== undefined && seen.has(name)) continue;
+    const nested =
+      selection.kind === Kind.INLINE_FRAGMENT
+        ? selection.selectionSet
+        : name === undefined
+          ? undefined
+          : fragments[name]?.selectionSet;
+    const child = selectionCost(nested, fragments, name === undefined ? seen : new Set(seen).add(name));
+    depth = Math.max(depth, child.depth);
+    fields += child.fields;
   }
+  return { depth, fields };
+}
+
+// Apollo hands the same parsed document back for the same query text, so each is measured once.
+const costs = new WeakMap<OperationDefinitionNode, SelectionCost>();
+
+function costOf(operation: OperationDefinitionNode, fragments: Fragments): SelectionCost {
+  let cost = costs.get(operation);
+  if (cost === undefined) {
+    cost = selectionCost(operation.selectionSet, fragments);
+    costs.set(operation, cost);
+  }
+  return cost;
 }
 
 export interface GuardOptions {
-  readonly schema: GraphQLSchema;
   readonly depthMax: number;
   readonly complexityMax: number;
   /** The admin schema authenticates differently and has no money-moving fields. */
@@ -104,23 +119,17 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
               'One Idempotency-Key can stand for one money-moving field only; send each in its own request.',
             );
           }
-          const depth = selectionDepth(operation.selectionSet, fragments);
-          if (depth > options.depthMax) {
+          const cost = costOf(operation, fragments);
+          if (cost.depth > options.depthMax) {
             throw new GatewayError(
               'BAD_REQUEST',
-              `The query is ${depth} levels deep; at most ${options.depthMax} are allowed.`,
+              `The query is ${cost.depth} levels deep; at most ${options.depthMax} are allowed.`,
             );
           }
-          const complexity = complexityOf({
-            schema: options.schema,
-            query: requestContext.document,
-            operationName: requestContext.operationName ?? undefined,
-            variables: requestContext.request.variables ?? {},
-          });
-          if (complexity > options.complexityMax) {
+          if (cost.fields > options.complexityMax) {
             throw new GatewayError(
               'BAD_REQUEST',
-              `The query's complexity is ${complexity}; at most ${options.complexityMax} is allowed.`,
+              `The query selects ${cost.fields} fields; at most ${options.complexityMax} are allowed.`,
             );
           }
         },

@@ -43,7 +43,6 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
     includeStacktraceInErrorResponses: false,
     plugins: [
       requestGuardPlugin({
-        schema,
         depthMax: options.queryDepthMax,
         complexityMax: options.queryComplexityMax,
         requireMerchant: true,
