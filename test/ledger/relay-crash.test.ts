@@ -1,0 +1,81 @@
+/**
+ * A relay killed (SIGKILL, a real child process) after addBulk and before marking the events
+ * published: on restart it publishes them again, and the ledger still shows one application each.
+ */
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jobIdFor, openLedgerQueue } from '../../src/outbox/queue';
+import { startChildGateway, type ChildGateway } from '../helpers/child-gateway';
+import { insertChargeEvents, insertMerchant } from '../helpers/events';
+import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
+import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
+
+let environment: TestEnvironment;
+const children: ChildGateway[] = [];
+
+async function scrape(child: ChildGateway, metric: string): Promise<number> {
+  const text = await (await fetch(`${child.url}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(metric))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+}
+
+beforeAll(async () => {
+  environment = await createTestEnvironment();
+});
+afterAll(async () => {
+  for (const child of children) await child.kill('SIGKILL');
+  await environment?.cleanup();
+});
+
+describe('when the relay dies between publishing and marking', () => {
+  it('publishes the batch again on restart, and the consumer keeps the effect at one', async () => {
+    const merchantId = await insertMerchant(environment.database);
+    const relayEnv = { ROLE: 'relay', RELAY_CLAIM_LEASE_MS: '500', RELAY_RATE_PER_SECOND: '0' };
+    const doomed = await startChildGateway(environment.env({ ...relayEnv, FAULTS: 'crash_after_publish' }));
+    children.push(doomed);
+    await insertChargeEvents(environment.database, merchantId, 20);
+    expect((await doomed.exited).signal).toBe('SIGKILL');
+    expect(await environment.database.count('SELECT count(*) FROM outbox_events WHERE published_at IS NULL')).toBe(20);
+
+    // The first publish reached the queue. Remove those jobs, as BullMQ would once they age out,
+    // so that the second publish is really delivered again.
+    const connection = new Redis(environment.redisUrl, { maxRetriesPerRequest: null });
+    const queue = openLedgerQueue(connection, { prefix: `{${environment.redisKeyPrefix}}`, attemptsMax: 5 });
+    const published = await queue.getJobs(['waiting', 'delayed']);
+    expect(published.length).toBe(20);
+
+    // A worker applies the first delivery.
+    const worker = await startChildGateway(environment.env({ ROLE: 'worker' }));
+    children.push(worker);
+    await waitFor(
+      async () => (await environment.database.count('SELECT count(*) FROM inbox_events')) === 20,
+      20_000,
+      'first delivery',
+    );
+    for (const job of await queue.getJobs(['completed'])) await job.remove();
+    expect(await queue.getJob(jobIdFor('1'))).toBeUndefined();
+
+    const relay = await startChildGateway(environment.env(relayEnv));
+    children.push(relay);
+    await waitFor(
+      async () =>
+        (await environment.database.count('SELECT count(*) FROM outbox_events WHERE published_at IS NULL')) === 0,
+      20_000,
+      'the restarted relay to publish and mark',
+    );
+    expect(await scrape(relay, 'relay_published_events_total')).toBe(20);
+    await waitFor(
+      async () => (await scrape(worker, 'inbox_duplicates_total')) >= 20,
+      20_000,
+      'the worker to skip the second delivery',
+    );
+    await waitForLedgerToCatchUp(environment.database);
+    expect(await environment.database.count('SELECT count(*) FROM ledger_transactions')).toBe(20);
+    expect(await scrape(worker, 'ledger_effects_applied_total')).toBe(20);
+    await expectLedgerConsistent(environment.database);
+    await queue.close();
+    connection.disconnect();
+  });
+});
