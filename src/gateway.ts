@@ -27,6 +27,7 @@ import { DeadLetters } from './ledger/dead-letters';
 import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
 import { RedisTokenBucketStore } from './retry/redis-token-bucket';
 import { RetryBudget } from './retry/token-bucket';
+import { CallSiteAdmission } from './retry/call-site-admission';
 import { relayPublishCallSite } from './outbox/relay';
 
 /** tok_slow's delay: long enough for a test to send a concurrent request, short of the timeout. */
@@ -206,7 +207,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         db: database.prisma,
         queueConnection: queueRedis,
         redis,
-        retryBudget,
+        admission: new CallSiteAdmission(redis, retryBudget, {
+          keyPrefix: config.redisKeyPrefix,
+          callSite: ledgerApplyCallSite,
+          probeIntervalMs: config.retryBudgetEmptyDelayMs,
+          holdMs: 60_000,
+        }),
         deadLetters,
         logger,
         onOutcome: (outcome) => {

@@ -3,9 +3,11 @@
  *
  * For each job:
  *   1. a Redis "done" marker for the event means it was applied: acknowledge, count a duplicate;
- *   2. a retry (the job failed before) first needs a token from the fleet's retry budget for
- *      `ledger.apply`; with none, the job is delayed without spending an attempt (DelayedError),
- *      so an outage does not multiply traffic, and nothing is dropped;
+ *   2. admission for the call site `ledger.apply` (src/retry/call-site-admission.ts): every
+ *      failure pays one token of the fleet's retry budget for the retry it causes, every success
+ *      deposits a fraction; when a failure finds the budget empty the call site is held, and jobs
+ *      are delayed without spending an attempt (DelayedError), one probe at a time, until a probe
+ *      succeeds. An outage does not multiply traffic, and nothing is dropped;
  *   3. applyLedgerEvent: one Postgres transaction (inbox row + balanced entries);
  *   4. after the commit, the done marker (it only ever says "done"; the inbox row is the truth).
  * Failures: a final error (poison) is dead-lettered at once; a transient one is retried with
@@ -17,7 +19,7 @@ import { GatewayError } from '../errors';
 import { isTransientDatabaseError, type Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import { fullJitterDelayMs } from '../retry/backoff';
-import type { RetryBudget } from '../retry/token-bucket';
+import type { CallSiteAdmission } from '../retry/call-site-admission';
 import { fullJitterBackoffType, ledgerQueueName, type LedgerJobData } from '../outbox/queue';
 import { applyLedgerEvent, ledgerConsumer, type ApplyOutcome } from './apply-event';
 import type { DeadLetters } from './dead-letters';
@@ -47,7 +49,8 @@ export interface LedgerWorkerDependencies {
   readonly queueConnection: Redis;
   /** Fail-fast client for the done markers. */
   readonly redis: Redis;
-  readonly retryBudget: RetryBudget;
+  /** Admission for `ledger.apply`: the retry budget and the hold it puts on the call site. */
+  readonly admission: CallSiteAdmission;
   readonly deadLetters: DeadLetters;
   readonly logger: Logger;
   readonly onOutcome: (outcome: ApplyOutcome | 'skipped') => void;
@@ -103,10 +106,12 @@ export class LedgerWorker {
       this.deps.onOutcome('skipped');
       return 'skipped';
     }
-    if (job.attemptsMade > 0 && !(await this.mayRetry())) {
+    if (!(await this.deps.admission.admit())) {
       this.deps.onBudgetDelay();
-      await job.moveToDelayed(Date.now() + this.options.retryBudgetEmptyDelayMs, token);
-      throw new DelayedError('retry budget for ledger.apply is empty; delayed without spending an attempt');
+      // Jitter spreads the held jobs' next looks over the delay instead of waking them together.
+      const delayMs = this.options.retryBudgetEmptyDelayMs * (1 + Math.random());
+      await job.moveToDelayed(Date.now() + delayMs, token);
+      throw new DelayedError('ledger.apply is held (retry budget empty); delayed without spending an attempt');
     }
     try {
       this.deps.onAttempt();
@@ -117,7 +122,7 @@ export class LedgerWorker {
       const outcome = await applyLedgerEvent(this.deps.db, event);
       this.deps.onOutcome(outcome);
       await this.markDone(eventId);
-      await this.deps.retryBudget.recordSuccess(ledgerApplyCallSite).catch(() => undefined);
+      await this.deps.admission.recordSuccess();
       return outcome;
     } catch (error) {
       throw await this.handleFailure(job, error);
@@ -129,6 +134,7 @@ export class LedgerWorker {
     const failure = classify(error);
     const attempt = job.attemptsMade + 1;
     const exhausted = failure.transient && attempt >= (job.opts.attempts ?? this.options.attemptsMax);
+    if (failure.transient && !exhausted) await this.deps.admission.recordFailure();
     if (!failure.transient || exhausted) {
       this.deps.logger.warn({ jobId: job.id, code: failure.code, attempt }, 'ledger job dead-lettered');
       await this.deps.deadLetters.record({
@@ -142,11 +148,6 @@ export class LedgerWorker {
       return new UnrecoverableError(`${failure.code}: ${failure.message}`);
     }
     return failure;
-  }
-
-  private async mayRetry(): Promise<boolean> {
-    // If Redis cannot answer, the budget cannot be checked: let the retry go (it is bounded by attempts).
-    return this.deps.retryBudget.tryRetry(ledgerApplyCallSite).catch(() => true);
   }
 
   private async isDone(eventId: string): Promise<boolean> {
