@@ -88,6 +88,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     attemptsMax: config.workerAttemptsMax,
   });
   const deadLetterQueue = openDeadLetterQueue(queueRedis, config.queuePrefix);
+  for (const queue of [ledgerQueue, deadLetterQueue]) {
+    queue.on('error', (error) => logger.warn({ err: error, queue: queue.name }, 'queue connection error'));
+  }
   const deadLetters = new DeadLetters(database.prisma, ledgerQueue, deadLetterQueue);
   const retryBudgetStore = new RedisTokenBucketStore(redis, config.redisKeyPrefix, {
     capacity: config.retryBudgetCapacity,
