@@ -15,7 +15,12 @@ let environment: TestEnvironment;
 let database: DatabaseHandle;
 let apiKey: string;
 const children: ChildGateway[] = [];
-const leaseEnv = { IDEMPOTENCY_LEASE_MS: '1500', ACQUIRER_TIMEOUT_MS: '1000', COMPLETER_INTERVAL_MS: '3600000' };
+const leaseMs = 3_000;
+const leaseEnv = {
+  IDEMPOTENCY_LEASE_MS: String(leaseMs),
+  ACQUIRER_TIMEOUT_MS: '1000',
+  COMPLETER_INTERVAL_MS: '3600000',
+};
 const input = { amount: 5400, currency: 'USD', source: 'tok_visa' };
 
 async function child(env: Record<string, string>): Promise<ChildGateway> {
@@ -97,12 +102,14 @@ describe.each([
 ] as const)('when the process died at %s (after the acquirer answered)', (recoveryPoint, fault) => {
   it(`resumes from ${recoveryPoint} on the client's retry after the lease, with no second authorization`, async () => {
     const key = `retry-${fault}`;
+    // Started first, so the retry below comes well inside the dead holder's lease.
+    const api = await child({ ROLE: 'api' });
     const row = await crashMidCharge(key, fault);
     expect(row.recovery_point).toBe(recoveryPoint);
-    const api = await child({ ROLE: 'api' });
     const early = await createCharge(api.url, apiKey, key, input);
     expect(early.status).toBe(409);
-    await new Promise((resolve) => setTimeout(resolve, 1_600));
+    expect(Number(early.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    await new Promise((resolve) => setTimeout(resolve, leaseMs + 100));
     const resumed = await createCharge(api.url, apiKey, key, input);
     expect(resumed.status).toBe(200);
     expect(resumed.headers.get('idempotent-replayed')).toBe('false');

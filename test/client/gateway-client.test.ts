@@ -57,7 +57,7 @@ describe('when two requests with one key run at once', () => {
     expect(await chargesFor(key)).toBe(1);
     const conflicts = transcript.filter((record) => record.status === 409);
     expect(conflicts.length).toBeGreaterThanOrEqual(1);
-    expect(b.replayed).toBe(true);
+    expect([a.replayed, b.replayed].filter(Boolean)).toHaveLength(1);
     // The attempt after a 409 waited at least its Retry-After.
     const after = transcript.find((record) => record.attempt === 2);
     expect(after?.retryAfterSeconds).toBeGreaterThanOrEqual(1);

@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCharge, postGraphql, type ChargeInputForTest } from '../helpers/http';
+import { waitFor } from '../helpers/ledger';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 
 let environment: TestEnvironment;
@@ -28,6 +29,13 @@ afterAll(async () => {
   await environment?.cleanup();
 });
 
+/** Waits until the first request holds the key, so the next one surely finds it in flight. */
+const untilClaimed = (key: string) =>
+  waitFor(
+    async () => (await environment.database.count('SELECT count(*) FROM idempotency_keys WHERE key = $1', [key])) === 1,
+    5_000,
+    'the key',
+  );
 const chargeCount = () => environment.database.count('SELECT count(*) FROM charges');
 const keyCount = () => environment.database.count('SELECT count(*) FROM idempotency_keys');
 
@@ -97,7 +105,7 @@ describe('when the first request with the key is still in flight', () => {
     const key = newKey();
     const slow = { ...visa, source: 'tok_slow' };
     const firstPromise = createCharge(gateway.url, gateway.apiKey, key, slow);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await untilClaimed(key);
     const second = await createCharge(gateway.url, gateway.apiKey, key, slow);
     expect(second.status).toBe(409);
     expect(second.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_IN_USE');
@@ -133,7 +141,7 @@ describe('when the key was reused with another amount', () => {
   it('answers 422 even while the first request is still in flight', async () => {
     const key = newKey();
     const firstPromise = createCharge(gateway.url, gateway.apiKey, key, { ...visa, source: 'tok_slow' });
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await untilClaimed(key);
     const reused = await createCharge(gateway.url, gateway.apiKey, key, { ...visa, source: 'tok_slow', amount: 1 });
     expect(reused.status).toBe(422);
     await firstPromise;
