@@ -1,12 +1,13 @@
 /**
- * Applies one event to the ledger, exactly once. One Postgres transaction holding one statement:
- *   1. insert the inbox row UNIQUE (consumer, event_id); if it exists, the event was applied:
- *      nothing else happens (outcome 'duplicate');
- *   2. for charge.succeeded and refund.succeeded, only when the event agrees with the charge (and
- *      the refund) as recorded: the ledger transaction and its two balanced entries.
- * After the statement, the code checks what it did; a disagreement rolls the transaction back
- * with a final error (poison), and a refund whose charge is not posted yet rolls back with a
- * transient one (it waits). charge.failed writes only the inbox row (outcome 'acknowledged').
+ * Applies one event to the ledger, exactly once, in one SQL statement (so one transaction):
+ *   1. check the event against the charge (and refund) rows as recorded;
+ *   2. if it agrees, insert the inbox row UNIQUE (consumer, event_id); if that row exists, the
+ *      event was applied and nothing else happens (outcome 'duplicate');
+ *   3. if the inbox row is new, for charge.succeeded and refund.succeeded, the ledger transaction
+ *      and its two balanced entries.
+ * An event that does not agree writes nothing and is answered with a final error (poison); a
+ * refund whose charge is not posted yet writes nothing and gets a transient one (it waits).
+ * charge.failed writes only the inbox row (outcome 'acknowledged').
  *
  * Entries: a charge debits `acquirer_receivable` and credits the merchant's balance; a refund does
  * the reverse. Amounts are signed minor units; each transaction sums to zero per currency, checked
@@ -45,7 +46,9 @@ export function postingsFor(event: LedgerEvent): Posting[] {
 }
 
 interface ApplyRow {
+  agreed: number;
   inserted: number;
+  seen: boolean;
   posted: number;
   charge_status: string | null;
   charge_amount: number | null;
@@ -60,61 +63,67 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
   const [debit, credit] = postingsFor(event);
   invariant(debit !== undefined && credit !== undefined, 'two postings');
   const postsToLedger = event.type !== 'charge.failed';
-  return db.$transaction(async (tx) => {
-    const rows = await tx.$queryRaw<ApplyRow[]>`
-      WITH inbox AS (
-        INSERT INTO inbox_events (consumer, event_id) VALUES (${ledgerConsumer}, ${event.eventId}::bigint)
-        ON CONFLICT DO NOTHING
-        RETURNING event_id
-      ), charge AS (
-        SELECT id, merchant_id, amount, currency, status FROM charges WHERE id = ${event.chargeId}
-      ), refund AS (
-        SELECT id, charge_id, amount FROM refunds WHERE id = ${event.refundId} AND status = 'SUCCEEDED'
-      ), charge_posting AS (
-        SELECT count(*)::int AS n FROM ledger_transactions
-         WHERE charge_id = ${event.chargeId} AND event_type = 'charge.succeeded'
-      ), agreed AS (
-        SELECT 1 AS ok FROM inbox, charge
-         WHERE ${postsToLedger} AND charge.merchant_id = ${event.merchantId} AND charge.currency = ${event.currency}
-           AND charge.status = 'SUCCEEDED'
-           AND CASE WHEN ${event.type} = 'charge.succeeded' THEN charge.amount = ${event.amount}
-                    ELSE EXISTS (SELECT 1 FROM refund WHERE refund.charge_id = charge.id AND refund.amount = ${event.amount})
-                         AND (SELECT n FROM charge_posting) = 1 END
-      ), account AS (
-        INSERT INTO ledger_accounts (id, kind, merchant_id)
-        SELECT ${merchantBalanceAccount(event.merchantId)}, 'merchant_balance', ${event.merchantId} FROM agreed
-        ON CONFLICT (id) DO NOTHING
-      ), posted AS (
-        INSERT INTO ledger_transactions (event_id, event_type, charge_id, refund_id)
-        SELECT ${event.eventId}::bigint, ${event.type}, ${event.chargeId}, ${event.refundId} FROM agreed
-        RETURNING id
-      ), entries AS (
-        INSERT INTO ledger_entries (transaction_id, account_id, currency, amount)
-        SELECT posted.id, posting.account_id, ${event.currency}, posting.amount
-          FROM posted, (VALUES (${debit.accountId}, ${debit.amount}::bigint), (${credit.accountId}, ${credit.amount}::bigint))
-               AS posting (account_id, amount)
-        RETURNING id
-      )
-      SELECT (SELECT count(*) FROM inbox)::int AS inserted,
-             (SELECT count(*) FROM posted)::int AS posted,
-             (SELECT status FROM charge) AS charge_status,
-             (SELECT amount FROM charge) AS charge_amount,
-             (SELECT currency FROM charge) AS charge_currency,
-             (SELECT merchant_id FROM charge) AS charge_merchant_id,
-             (SELECT amount FROM refund) AS refund_amount,
-             (SELECT charge_id FROM refund) AS refund_charge_id,
-             (SELECT n FROM charge_posting) AS charge_posted,
-             (SELECT count(*) FROM entries)::int AS entries`;
-    const row = rows[0];
-    invariant(row !== undefined, 'the apply statement returns one row');
-    if (row.inserted === 0) return 'duplicate';
-    if (row.posted === 1) return 'applied';
-    // Nothing was posted. For charge.failed that is the point; otherwise say why, and roll the
-    // inbox row back with the error.
-    const refusal = explainRefusal(event, row);
-    if (refusal === undefined) return 'acknowledged';
-    throw refusal;
-  });
+  // One statement, so one transaction: the inbox row is written only when the event agrees with
+  // the charge (and refund) rows, and the ledger rows only when the inbox row was new.
+  const rows = await db.$queryRaw<ApplyRow[]>`
+    WITH charge AS (
+      SELECT id, merchant_id, amount, currency, status FROM charges WHERE id = ${event.chargeId}
+    ), refund AS (
+      SELECT id, charge_id, amount FROM refunds WHERE id = ${event.refundId} AND status = 'SUCCEEDED'
+    ), charge_posting AS (
+      SELECT count(*)::int AS n FROM ledger_transactions
+       WHERE charge_id = ${event.chargeId} AND event_type = 'charge.succeeded'
+    ), agreed AS (
+      SELECT 1 AS ok FROM charge
+       WHERE charge.merchant_id = ${event.merchantId} AND charge.currency = ${event.currency}
+         AND CASE WHEN ${event.type} = 'charge.failed' THEN charge.status = 'FAILED'
+                  WHEN ${event.type} = 'charge.succeeded' THEN charge.status = 'SUCCEEDED' AND charge.amount = ${event.amount}
+                  ELSE charge.status = 'SUCCEEDED'
+                       AND EXISTS (SELECT 1 FROM refund WHERE refund.charge_id = charge.id AND refund.amount = ${event.amount})
+                       AND (SELECT n FROM charge_posting) = 1 END
+    ), inbox AS (
+      INSERT INTO inbox_events (consumer, event_id) SELECT ${ledgerConsumer}, ${event.eventId}::bigint FROM agreed
+      ON CONFLICT DO NOTHING
+      RETURNING event_id
+    ), account AS (
+      INSERT INTO ledger_accounts (id, kind, merchant_id)
+      SELECT ${merchantBalanceAccount(event.merchantId)}, 'merchant_balance', ${event.merchantId} FROM inbox WHERE ${postsToLedger}
+      ON CONFLICT (id) DO NOTHING
+    ), posted AS (
+      INSERT INTO ledger_transactions (event_id, event_type, charge_id, refund_id)
+      SELECT ${event.eventId}::bigint, ${event.type}, ${event.chargeId}, ${event.refundId} FROM inbox WHERE ${postsToLedger}
+      RETURNING id
+    ), entries AS (
+      INSERT INTO ledger_entries (transaction_id, account_id, currency, amount)
+      SELECT posted.id, posting.account_id, ${event.currency}, posting.amount
+        FROM posted, (VALUES (${debit.accountId}, ${debit.amount}::bigint), (${credit.accountId}, ${credit.amount}::bigint))
+             AS posting (account_id, amount)
+      RETURNING id
+    )
+    SELECT (SELECT count(*) FROM agreed)::int AS agreed,
+           (SELECT count(*) FROM inbox)::int AS inserted,
+           (SELECT count(*) FROM posted)::int AS posted,
+           EXISTS (SELECT 1 FROM inbox_events WHERE consumer = ${ledgerConsumer} AND event_id = ${event.eventId}::bigint) AS seen,
+           (SELECT status FROM charge) AS charge_status,
+           (SELECT amount FROM charge) AS charge_amount,
+           (SELECT currency FROM charge) AS charge_currency,
+           (SELECT merchant_id FROM charge) AS charge_merchant_id,
+           (SELECT amount FROM refund) AS refund_amount,
+           (SELECT charge_id FROM refund) AS refund_charge_id,
+           (SELECT n FROM charge_posting) AS charge_posted,
+           (SELECT count(*) FROM entries)::int AS entries`;
+  const row = rows[0];
+  invariant(row !== undefined, 'the apply statement returns one row');
+  if (row.inserted === 1) {
+    invariant(row.posted === (postsToLedger ? 1 : 0), 'a new inbox row posts exactly when the event has an effect');
+    return postsToLedger ? 'applied' : 'acknowledged';
+  }
+  // Agreed but not inserted: the inbox row was there (the conflict). Not agreed but seen: an
+  // applied event whose rows have moved on since (a later refund, say). Either way, a duplicate.
+  if (row.agreed === 1 || row.seen) return 'duplicate';
+  throw (
+    explainRefusal(event, row) ?? new Error(`invariant violated: event ${event.eventId} neither applied nor refused`)
+  );
 }
 
 function explainRefusal(event: LedgerEvent, row: ApplyRow): GatewayError | undefined {

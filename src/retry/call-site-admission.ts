@@ -11,6 +11,8 @@
  * So during an outage the downstream sees about the budget's capacity in failures plus a probe
  * per interval, not attempts × jobs; and nothing is dropped.
  * If Redis cannot answer, calls go ahead: BullMQ's attempts still bound them.
+ * On the hot path each process looks at the hold at most every `holdCheckIntervalMs` and sends
+ * its deposits in one command at most that often: the budget is a rate guard, not a ledger.
  */
 import type { Redis } from 'ioredis';
 import type { RetryBudget } from './token-bucket';
@@ -21,9 +23,15 @@ export interface CallSiteAdmissionOptions {
   readonly probeIntervalMs: number;
   /** How long a hold lasts without a fresh failure: a fleet that stops probing does not stay held. */
   readonly holdMs: number;
+  /** How stale this process's view of the hold may be. */
+  readonly holdCheckIntervalMs?: number;
 }
 
 export class CallSiteAdmission {
+  private heldAsOf: { held: boolean; atMs: number } = { held: false, atMs: 0 };
+  private pendingDeposit = 0;
+  private lastDepositAtMs = 0;
+
   constructor(
     private readonly redis: Redis,
     private readonly budget: RetryBudget,
@@ -38,10 +46,17 @@ export class CallSiteAdmission {
     return `${this.options.keyPrefix}:hold:{${this.options.callSite}}:probe`;
   }
 
+  private get checkIntervalMs(): number {
+    return this.options.holdCheckIntervalMs ?? 100;
+  }
+
   /** True when the call may go ahead now. */
   async admit(): Promise<boolean> {
     try {
-      if ((await this.redis.exists(this.holdKey)) === 0) return true;
+      if (Date.now() - this.heldAsOf.atMs >= this.checkIntervalMs) {
+        this.heldAsOf = { held: (await this.redis.exists(this.holdKey)) === 1, atMs: Date.now() };
+      }
+      if (!this.heldAsOf.held) return true;
       return (await this.redis.set(this.probeKey, '1', 'PX', this.options.probeIntervalMs, 'NX')) === 'OK';
     } catch {
       return true;
@@ -50,8 +65,18 @@ export class CallSiteAdmission {
 
   async recordSuccess(): Promise<void> {
     try {
-      await this.budget.recordSuccess(this.options.callSite);
-      await this.redis.del(this.holdKey);
+      this.pendingDeposit += 1;
+      if (this.heldAsOf.held) {
+        // A success while held is a probe that worked: lift the hold for the whole fleet.
+        await this.redis.del(this.holdKey);
+        this.heldAsOf = { held: false, atMs: Date.now() };
+      }
+      if (Date.now() - this.lastDepositAtMs >= this.checkIntervalMs) {
+        const successes = this.pendingDeposit;
+        this.pendingDeposit = 0;
+        this.lastDepositAtMs = Date.now();
+        await this.budget.recordSuccesses(this.options.callSite, successes);
+      }
     } catch {
       // Redis is down: the budget cannot be told; nothing else depends on it.
     }
@@ -62,6 +87,7 @@ export class CallSiteAdmission {
     try {
       if (await this.budget.tryRetry(this.options.callSite)) return true;
       await this.redis.set(this.holdKey, '1', 'PX', this.options.holdMs);
+      this.heldAsOf = { held: true, atMs: Date.now() };
       return false;
     } catch {
       return true;

@@ -104,6 +104,11 @@ export class RetryBudget {
     return this.store.deposit(callSite, this.options.depositPerSuccess);
   }
 
+  /** Several successes at once: one store call. */
+  recordSuccesses(callSite: string, count: number): Promise<void> {
+    return this.store.deposit(callSite, this.options.depositPerSuccess * count);
+  }
+
   /** True when a retry may go ahead (and a token was spent on it). */
   async tryRetry(callSite: string): Promise<boolean> {
     return (await this.store.take(callSite, 1)) === 1;

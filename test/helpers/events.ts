@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { TestDatabase } from './database';
 
-export async function insertMerchant(database: TestDatabase, name = 'Event merchant'): Promise<string> {
+export async function insertMerchant(database: Pick<TestDatabase, 'pool'>, name = 'Event merchant'): Promise<string> {
   const id = `mer_${randomBytes(10).toString('hex')}`;
   await database.pool.query('INSERT INTO merchants (id, name, api_key_hash) VALUES ($1, $2, $3)', [
     id,
@@ -16,7 +16,11 @@ export async function insertMerchant(database: TestDatabase, name = 'Event merch
 }
 
 /** Inserts `count` succeeded charges with their charge.succeeded events; returns the first event id. */
-export async function insertChargeEvents(database: TestDatabase, merchantId: string, count: number): Promise<void> {
+export async function insertChargeEvents(
+  database: Pick<TestDatabase, 'pool'>,
+  merchantId: string,
+  count: number,
+): Promise<void> {
   const batch = randomBytes(4).toString('hex');
   await database.pool.query(
     `WITH charges AS (

@@ -1,0 +1,143 @@
+/**
+ * `npm run bench` (event path): an 18,000-event backlog drained by a relay and a worker (real
+ * processes), uncapped and at a cap, printing
+ *   - the relay's publish rate (first to last published_at),
+ *   - the end-to-end drain (outbox row committed → inbox row and ledger entries committed),
+ *   - the worker's throughput (ledger effects per second) at the default concurrency,
+ *   - for the capped run, the busiest one-second window against the cap.
+ * Own database and Redis prefix, removed at the end. BENCH_BACKLOG_EVENTS sets the backlog.
+ */
+import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import { migrate } from '../scripts/migrate';
+import { startChildGateway, type ChildGateway } from '../test/helpers/child-gateway';
+import { insertChargeEvents, insertMerchant } from '../test/helpers/events';
+
+const events = Number(process.env.BENCH_BACKLOG_EVENTS ?? 18_000);
+const cap = Number(process.env.BENCH_RELAY_CAP ?? 2_000);
+const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
+const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+
+function databaseUrlFor(name: string): string {
+  const url = new URL(serverUrl);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+interface DrainFigures {
+  readonly label: string;
+  readonly publishPerSecond: number;
+  readonly endToEndPerSecond: number;
+  readonly effectsPerSecond: number;
+  readonly busiestWindow: number;
+}
+
+async function drain(
+  pool: pg.Pool,
+  env: Record<string, string>,
+  label: string,
+  ratePerSecond: number,
+): Promise<DrainFigures> {
+  await pool.query('TRUNCATE inbox_events, ledger_entries, ledger_transactions, outbox_events, charges CASCADE');
+  const merchantId = await insertMerchant({ pool });
+  for (let written = 0; written < events; written += 6_000)
+    await insertChargeEvents({ pool }, merchantId, Math.min(6_000, events - written));
+  const children: ChildGateway[] = [];
+  try {
+    children.push(await startChildGateway({ ...env, ROLE: 'worker' }));
+    const startedAt = Date.now();
+    children.push(await startChildGateway({ ...env, ROLE: 'relay', RELAY_RATE_PER_SECOND: String(ratePerSecond) }));
+    const count = async (sql: string) => Number((await pool.query<{ count: string }>(sql)).rows[0]?.count);
+    await waitUntil(async () => (await count('SELECT count(*) FROM inbox_events')) === events, 300_000);
+    const endToEndSeconds = (Date.now() - startedAt) / 1_000;
+    const published = (
+      await pool.query<{ at: string }>(
+        'SELECT (extract(epoch FROM published_at) * 1000)::bigint::text AS at FROM outbox_events ORDER BY 1',
+      )
+    ).rows.map((row) => Number(row.at));
+    const processed = (
+      await pool.query<{ first: string; last: string }>(
+        'SELECT (extract(epoch FROM min(processed_at)) * 1000)::bigint::text AS first, (extract(epoch FROM max(processed_at)) * 1000)::bigint::text AS last FROM inbox_events',
+      )
+    ).rows[0]!;
+    let busiestWindow = 0;
+    let start = 0;
+    for (let end = 0; end < published.length; end += 1) {
+      while (published[end]! - published[start]! >= 1_000) start += 1;
+      busiestWindow = Math.max(busiestWindow, end - start + 1);
+    }
+    return {
+      label,
+      publishPerSecond: Math.round(events / Math.max(0.001, (published.at(-1)! - published[0]!) / 1_000)),
+      endToEndPerSecond: Math.round(events / endToEndSeconds),
+      effectsPerSecond: Math.round(
+        events / Math.max(0.001, (Number(processed.last) - Number(processed.first)) / 1_000),
+      ),
+      busiestWindow,
+    };
+  } finally {
+    for (const child of children) await child.kill('SIGTERM');
+  }
+}
+
+async function main(): Promise<void> {
+  const suffix = randomBytes(4).toString('hex');
+  const databaseName = `pgw_bench_relay_${suffix}`;
+  const redisKeyPrefix = `bench_relay_${suffix}`;
+  const admin = new pg.Client({ connectionString: databaseUrlFor('postgres') });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${databaseName}`);
+  const pool = new pg.Pool({ connectionString: databaseUrlFor(databaseName), max: 2 });
+  try {
+    process.env.MIGRATE_QUIET = '1';
+    migrate(databaseUrlFor(databaseName));
+    const env = {
+      DATABASE_URL: databaseUrlFor(databaseName),
+      REDIS_URL: redisUrl,
+      REDIS_KEY_PREFIX: redisKeyPrefix,
+      LOG_LEVEL: 'warn',
+      NODE_ENV: 'production',
+      ...(process.env.WORKER_CONCURRENCY === undefined ? {} : { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY }),
+    };
+    const uncapped = await drain(pool, env, 'uncapped', 0);
+    const capped = await drain(pool, env, `capped at ${cap}/s`, cap);
+    process.stdout.write(`\nevent path: a ${events}-event backlog, one relay and one worker (default concurrency)\n\n`);
+    process.stdout.write('run                  publish/s  end-to-end/s  worker effects/s  busiest 1-s window\n');
+    for (const figures of [uncapped, capped]) {
+      process.stdout.write(
+        `${figures.label.padEnd(20)} ${String(figures.publishPerSecond).padStart(9)}  ${String(figures.endToEndPerSecond).padStart(12)}  ` +
+          `${String(figures.effectsPerSecond).padStart(16)}  ${String(figures.busiestWindow).padStart(18)}\n`,
+      );
+    }
+    process.stdout.write(
+      `\nuncapped end-to-end ${uncapped.endToEndPerSecond}/s (target ≥ 2,000/s: ${uncapped.endToEndPerSecond >= 2_000 ? 'met' : 'not met'}); ` +
+        `capped publish ${capped.publishPerSecond}/s, busiest window ${capped.busiestWindow} (target within 10% of ${cap}: ` +
+        `${capped.busiestWindow <= 1.1 * cap ? 'met' : 'not met'})\n`,
+    );
+  } finally {
+    await pool.end();
+    const redis = new Redis(redisUrl);
+    for (const pattern of [`${redisKeyPrefix}:*`, `{${redisKeyPrefix}}:*`]) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+    }
+    redis.disconnect();
+    await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
+    await admin.end();
+  }
+}
+
+await main();
