@@ -15,7 +15,8 @@
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
-import type { HeldKey, KeyedOperation, KeyedRequest, RecoveryPoint } from '../idempotency/types';
+import { toHeldKey, type KeyRow } from '../idempotency/postgres-store';
+import type { HeldKey, KeyedOperation, KeyedRequest } from '../idempotency/types';
 import type { ChargeService } from './create-charge';
 import type { RefundService } from './refund-charge';
 
@@ -27,17 +28,11 @@ export interface CompleterOptions {
   readonly abandonAfterHours: number;
 }
 
-interface ClaimedRow {
-  id: string;
-  lock_token: string;
-  recovery_point: RecoveryPoint;
-  acquirer_result: string | null;
-  request_payload: string;
+interface ClaimedRow extends KeyRow {
   merchant_id: string;
   key: string;
   operation: KeyedOperation;
   fingerprint: string;
-  first_request_at: string;
 }
 
 export type CompleterAction = 'finished' | 'released' | 'abandoned' | 'failed';
@@ -100,14 +95,7 @@ export class Completer {
   }
 
   private async finish(row: ClaimedRow): Promise<CompleterAction> {
-    const held: HeldKey = {
-      id: row.id,
-      lockToken: row.lock_token,
-      recoveryPoint: row.recovery_point,
-      acquirerResult: row.acquirer_result,
-      requestPayload: row.request_payload,
-      firstRequestAt: row.first_request_at,
-    };
+    const held = toHeldKey(row);
     try {
       const service = row.operation === 'createCharge' ? this.services.charges : this.services.refunds;
       const response = await service.finishAbandoned(row.merchant_id, held);

@@ -14,10 +14,9 @@
  */
 import type { Fault } from '../config';
 import type { Acquirer, Authorization } from '../acquirer/acquirer';
-import { canonicalJson, fingerprint } from '../idempotency/fingerprint';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
 import { saveAuthorized } from '../idempotency/postgres-store';
-import { acquirerKeyFor, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
+import { acquirerKeyFor, keyedRequest, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import { newChargeId, type ChargeSnapshot } from './charge';
@@ -51,13 +50,7 @@ export class ChargeService {
   constructor(private readonly deps: ChargeServiceDependencies) {}
 
   keyedRequest(merchantId: string, key: string, input: CreateChargeInput): KeyedRequest {
-    return {
-      merchantId,
-      key,
-      operation: 'createCharge',
-      fingerprint: fingerprint('createCharge', input),
-      requestPayload: canonicalJson(input),
-    };
+    return keyedRequest('createCharge', merchantId, key, input);
   }
 
   createCharge(request: KeyedRequest, input: CreateChargeInput): Promise<KeyedResult> {

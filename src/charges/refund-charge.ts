@@ -17,10 +17,9 @@
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors';
 import type { Acquirer, Authorization } from '../acquirer/acquirer';
-import { canonicalJson, fingerprint } from '../idempotency/fingerprint';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
 import { saveAuthorized } from '../idempotency/postgres-store';
-import { acquirerKeyFor, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
+import { acquirerKeyFor, keyedRequest, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
 import type { Database, Transaction } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import {
@@ -101,13 +100,7 @@ export class RefundService {
   constructor(private readonly deps: RefundServiceDependencies) {}
 
   keyedRequest(merchantId: string, key: string, input: RefundChargeInput): KeyedRequest {
-    return {
-      merchantId,
-      key,
-      operation: 'refundCharge',
-      fingerprint: fingerprint('refundCharge', input),
-      requestPayload: canonicalJson(input),
-    };
+    return keyedRequest('refundCharge', merchantId, key, input);
   }
 
   /** 404 NOT_FOUND for an unknown or foreign charge, before the key is taken (nothing stored). */

@@ -15,7 +15,7 @@ import type { Queryable } from '../platform/database';
 import type { HeldKey, KeyedRequest, RecoveryPoint, StoredResponse } from './types';
 import type { IdempotencyOutcome } from './outcomes';
 
-interface KeyRow {
+export interface KeyRow {
   id: string;
   lock_token: string;
   recovery_point: RecoveryPoint | 'COMPLETED';
@@ -160,7 +160,7 @@ export async function findStoredResponse(db: Queryable, keyId: string): Promise<
   return row === undefined ? undefined : toStoredResponse(row);
 }
 
-function toHeldKey(row: KeyRow): HeldKey {
+export function toHeldKey(row: KeyRow): HeldKey {
   if (row.recovery_point === 'COMPLETED') throw new Error('invariant violated: a held key is never COMPLETED');
   return {
     id: row.id,

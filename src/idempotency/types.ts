@@ -11,6 +11,8 @@
  *   IN_PROGRESS/STARTED, lease long gone and nothing authorized ──completer──▶ ABANDONED
  */
 
+import { canonicalJson, fingerprint } from './fingerprint';
+
 export type KeyedOperation = 'createCharge' | 'refundCharge';
 /** RESERVED is a refund's: the charge's amount is held before the acquirer is called. */
 export type RecoveryPoint = 'STARTED' | 'RESERVED' | 'AUTHORIZED';
@@ -44,6 +46,11 @@ export interface StoredResponse {
   readonly code: string | null;
   readonly body: string;
   readonly firstRequestAt: string;
+}
+
+/** A keyed request: the fingerprint and payload are the input in canonical JSON. */
+export function keyedRequest(operation: KeyedOperation, merchantId: string, key: string, input: unknown): KeyedRequest {
+  return { merchantId, key, operation, fingerprint: fingerprint(operation, input), requestPayload: canonicalJson(input) };
 }
 
 /** The derived key the acquirer sees: from our row id, never the client's raw key. */
