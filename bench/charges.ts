@@ -17,13 +17,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { migrate } from '../scripts/migrate';
 import { startChildGateway } from '../test/helpers/child-gateway';
-import { freePort } from '../test/helpers/redis';
+import { deleteKeysWithPrefix, freePort } from '../test/helpers/redis';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);
@@ -249,16 +248,7 @@ async function main(): Promise<void> {
     }
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-    const redis = new Redis(redisUrl);
-    for (const pattern of [`${redisKeyPrefix}:*`, `{${redisKeyPrefix}}:*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
-    redis.disconnect();
+    await deleteKeysWithPrefix(redisUrl, redisKeyPrefix);
     await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
     await admin.end();
   }

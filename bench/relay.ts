@@ -8,11 +8,11 @@
  * Own database and Redis prefix, removed at the end. BENCH_BACKLOG_EVENTS sets the backlog.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import pg from 'pg';
 import { migrate } from '../scripts/migrate';
 import { startChildGateway, type ChildGateway } from '../test/helpers/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../test/helpers/events';
+import { deleteKeysWithPrefix } from '../test/helpers/redis';
 
 const events = Number(process.env.BENCH_BACKLOG_EVENTS ?? 18_000);
 const cap = Number(process.env.BENCH_RELAY_CAP ?? 2_000);
@@ -125,16 +125,7 @@ async function main(): Promise<void> {
     );
   } finally {
     await pool.end();
-    const redis = new Redis(redisUrl);
-    for (const pattern of [`${redisKeyPrefix}:*`, `{${redisKeyPrefix}}:*`]) {
-      let cursor = '0';
-      do {
-        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1_000);
-        cursor = next;
-        if (keys.length > 0) await redis.del(...keys);
-      } while (cursor !== '0');
-    }
-    redis.disconnect();
+    await deleteKeysWithPrefix(redisUrl, redisKeyPrefix);
     await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
     await admin.end();
   }

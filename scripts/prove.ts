@@ -24,6 +24,7 @@ import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { startChildGateway, type ChildGateway } from '../test/helpers/child-gateway';
 import { startLossyProxy, type LossyProxy } from '../test/helpers/lossy-proxy';
+import { deleteKeysWithPrefix } from '../test/helpers/redis';
 import { migrate } from './migrate';
 import { jobIdFor, openLedgerQueue } from '../src/outbox/queue';
 
@@ -412,8 +413,7 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     await fleet.killAll();
     for (const proxy of proxies) await proxy.close();
     await database.end().catch(() => undefined);
-    await deleteRedisKeys(redis, `${redisKeyPrefix}:*`).catch(() => undefined);
-    await deleteRedisKeys(redis, `{${redisKeyPrefix}}:*`).catch(() => undefined);
+    await deleteKeysWithPrefix(redisUrl, redisKeyPrefix).catch(() => undefined);
     redis.disconnect();
     await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`).catch(() => undefined);
     await admin.end();

@@ -19,7 +19,13 @@ import { GatewayError } from '../errors';
 import type { Acquirer, Authorization } from '../acquirer/acquirer';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
 import { saveAuthorized } from '../idempotency/postgres-store';
-import { acquirerKeyFor, keyedRequest, type HeldKey, type KeyedRequest, type StoredResponse } from '../idempotency/types';
+import {
+  acquirerKeyFor,
+  keyedRequest,
+  type HeldKey,
+  type KeyedRequest,
+  type StoredResponse,
+} from '../idempotency/types';
 import type { Database, Transaction } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import {

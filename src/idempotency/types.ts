@@ -50,7 +50,13 @@ export interface StoredResponse {
 
 /** A keyed request: the fingerprint and payload are the input in canonical JSON. */
 export function keyedRequest(operation: KeyedOperation, merchantId: string, key: string, input: unknown): KeyedRequest {
-  return { merchantId, key, operation, fingerprint: fingerprint(operation, input), requestPayload: canonicalJson(input) };
+  return {
+    merchantId,
+    key,
+    operation,
+    fingerprint: fingerprint(operation, input),
+    requestPayload: canonicalJson(input),
+  };
 }
 
 /** The derived key the acquirer sees: from our row id, never the client's raw key. */
