@@ -81,6 +81,11 @@ export interface Config {
   readonly retryBudgetRefillPerSecond: number;
   /** How long a job waits when its call site's retry budget is empty (no attempt is spent). */
   readonly retryBudgetEmptyDelayMs: number;
+  /** Requests a second a merchant may make unless its own limit says otherwise. */
+  readonly merchantRatePerSecond: number;
+  /** How often the worker role purges idempotency keys past retention. */
+  readonly idempotencyPurgeIntervalMs: number;
+  readonly idempotencyPurgeBatchSizeMax: number;
   /** Test hook: the ledger call fails transiently for this long after the worker starts. */
   readonly faultLedgerOutageMs: number;
   readonly faults: ReadonlySet<Fault>;
@@ -240,6 +245,10 @@ export function loadConfig(env: Env = process.env): Config {
     retryBudgetDepositPerSuccess: readNumber(env, 'RETRY_BUDGET_DEPOSIT_PER_SUCCESS', 0.1, 0, 1),
     retryBudgetRefillPerSecond: readNumber(env, 'RETRY_BUDGET_REFILL_PER_SECOND', 1, 0, 1_000),
     retryBudgetEmptyDelayMs: readInteger(env, 'RETRY_BUDGET_EMPTY_DELAY_MS', 1_000, 10, 600_000),
+    merchantRatePerSecond: readInteger(env, 'MERCHANT_RATE_PER_SECOND', 200, 1, 1_000_000),
+    idempotencyPurgeIntervalMs: readInteger(env, 'IDEMPOTENCY_PURGE_INTERVAL_MS', 300_000, 1_000, 86_400_000),
+    // 1,000 rows a statement: short enough never to hold locks long while requests continue.
+    idempotencyPurgeBatchSizeMax: readInteger(env, 'IDEMPOTENCY_PURGE_BATCH_SIZE_MAX', 1_000, 1, 100_000),
     faultLedgerOutageMs: readFaultDuration(env, isProduction),
     faults: readFaults(env, isProduction),
   };

@@ -21,6 +21,8 @@ import type { Logger } from './platform/logger';
 import { Metrics } from './platform/metrics';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
+import { createAdminRouter } from './admin/admin-server';
+import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
 import { Relay } from './outbox/relay';
 import { DeadLetters } from './ledger/dead-letters';
@@ -140,10 +142,30 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
 
   let graphql: GraphqlServer | undefined;
+  const stoppables: (() => Promise<void>)[] = [];
   if (config.role === 'api' || config.role === 'all') {
+    const authenticator = new MerchantAuthenticator(database.prisma, config.merchantCacheTtlMs);
+    if (config.adminToken !== undefined) {
+      const admin = await createAdminRouter({
+        adminToken: config.adminToken,
+        authenticator,
+        isProduction: config.isProduction,
+        requestBodyBytesMax: config.requestBodyBytesMax,
+        context: {
+          db: database.prisma,
+          deadLetters,
+          ledgerQueue,
+          deadLetterQueue,
+          retentionHours: config.idempotencyRetentionHours,
+          purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
+        },
+      });
+      app.use(admin.router);
+      stoppables.push(admin.stop);
+    }
     graphql = await createGraphqlServer({
       services: { db: database.prisma, charges, refunds, metrics },
-      authenticator: new MerchantAuthenticator(database.prisma, config.merchantCacheTtlMs),
+      authenticator,
       logger,
       isProduction: config.isProduction,
       requestBodyBytesMax: config.requestBodyBytesMax,
@@ -241,6 +263,18 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       },
     );
     worker.start();
+    // Retention runs beside the worker: bounded batches, COMPLETED and ABANDONED keys only.
+    const purge = setInterval(() => {
+      purgeExpiredIdempotencyKeys(database.prisma, {
+        retentionHours: config.idempotencyRetentionHours,
+        batchSizeMax: config.idempotencyPurgeBatchSizeMax,
+      }).then(
+        (purged) => purged > 0 && logger.info({ purged }, 'purged idempotency keys past retention'),
+        (error: unknown) => logger.warn({ err: error }, 'idempotency key purge failed'),
+      );
+    }, config.idempotencyPurgeIntervalMs);
+    purge.unref();
+    stoppables.push(async () => clearInterval(purge));
   }
   metrics.addGauge('ledger_queue_jobs', 'Jobs in the ledger queue by state.', ['state'], async (gauge) => {
     const counts = await ledgerQueue.getJobCounts('waiting', 'active', 'delayed', 'failed', 'completed');
@@ -258,6 +292,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await relay?.stop();
       await worker?.stop();
       await completer?.stop();
+      for (const stopOne of stoppables) await stopOne();
       await graphql?.stop();
       await auditBuffer.close();
       await acquirer.close();
