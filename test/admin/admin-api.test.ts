@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdFor, openLedgerQueue } from '../../src/outbox/queue';
 import { Redis } from 'ioredis';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
-import { createCharge, postGraphql } from '../helpers/http';
+import { createCharge } from '../helpers/http';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
 
 const adminToken = 'admin-token-for-tests-0123456789';
