@@ -161,6 +161,8 @@ async function main(): Promise<void> {
       LOG_LEVEL: 'warn',
       NODE_ENV: 'production',
       DATABASE_POOL_SIZE_MAX: '16',
+      // One merchant drives all the load: the per-merchant limit must not be what is measured.
+      MERCHANT_RATE_PER_SECOND: '1000000',
     });
     cleanups.push(() => gateway.kill('SIGTERM'));
     const baseline = await startBaseline(databaseUrl, merchant.id);

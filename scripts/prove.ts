@@ -170,6 +170,7 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     WORKER_BACKOFF_CAP_MS: '1000',
     COMPLETER_INTERVAL_MS: '1000',
     COMPLETER_GRACE_MS: '2000',
+    MERCHANT_RATE_PER_SECOND: '1000000',
   });
   const proxies: LossyProxy[] = [];
   const database = new pg.Pool({ connectionString: databaseUrl.toString(), max: 2 });

@@ -16,6 +16,7 @@ import { AuditBuffer } from './idempotency/audit-buffer';
 import { IdempotencyStore } from './idempotency/idempotency-store';
 import { RedisIdempotencyStore } from './idempotency/redis-store';
 import { MerchantAuthenticator } from './merchants/merchants';
+import { MerchantRateLimits } from './merchants/rate-limits';
 import { openDatabase, type DatabaseHandle } from './platform/database';
 import type { Logger } from './platform/logger';
 import { Metrics } from './platform/metrics';
@@ -171,6 +172,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       requestBodyBytesMax: config.requestBodyBytesMax,
       queryDepthMax: config.queryDepthMax,
       queryComplexityMax: config.queryComplexityMax,
+      rateLimits: new MerchantRateLimits(redis, config.redisKeyPrefix, config.merchantRatePerSecond),
     });
     app.use(graphql.router);
   }

@@ -2,7 +2,8 @@
  * Apollo plugins: the request guard and the response shaper.
  *
  * Guard (didResolveOperation, before any resolver runs):
- *   - authentication: an operation that selects anything but introspection needs a merchant (401);
+ *   - authentication: an operation that selects anything but introspection needs a merchant (401),
+ *     then the merchant's request limit (429 RATE_LIMITED with Retry-After);
  *   - at most one money-moving field per keyed operation (400 IDEMPOTENCY_KEY_AMBIGUOUS);
  *   - depth and size limits (400 BAD_REQUEST), measured once per parsed document: the field
  *     count, fragments expanded and @skip/@include ignored, bounds what any variables can select.
@@ -18,6 +19,7 @@ import {
   type SelectionSetNode,
 } from 'graphql';
 import { GatewayError } from '../errors';
+import type { MerchantRateLimits } from '../merchants/rate-limits';
 import type { GatewayContext } from './context';
 import { httpAnswerFor } from './errors';
 import { requireMerchant } from './charge-resolver';
@@ -92,6 +94,8 @@ function costOf(operation: OperationDefinitionNode, fragments: Fragments): Selec
 }
 
 export interface GuardOptions {
+  /** Per-merchant request limits, checked right after authentication. */
+  readonly rateLimits?: MerchantRateLimits;
   readonly depthMax: number;
   readonly complexityMax: number;
   /** The admin schema authenticates differently and has no money-moving fields. */
@@ -110,7 +114,10 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
           }
           const fields = rootFields(operation.selectionSet, fragments);
           const onlyIntrospection = fields.every((field) => field.name.value.startsWith('__'));
-          if (options.requireMerchant && !onlyIntrospection) requireMerchant(requestContext.contextValue);
+          if (options.requireMerchant && !onlyIntrospection) {
+            const merchant = requireMerchant(requestContext.contextValue);
+            await options.rateLimits?.consume(merchant.id, merchant.rateLimitPerSecond);
+          }
 
           const moneyFields = fields.filter((field) => moneyMovingFields.has(field.name.value));
           if (moneyFields.length > 1) {

@@ -11,6 +11,7 @@ import {
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type Request } from 'express';
 import type { MerchantAuthenticator } from '../merchants/merchants';
+import type { MerchantRateLimits } from '../merchants/rate-limits';
 import type { Logger } from '../platform/logger';
 import type { GatewayContext, GatewayServices } from './context';
 import { formatError } from './errors';
@@ -25,6 +26,7 @@ export interface GraphqlServerOptions {
   readonly requestBodyBytesMax: number;
   readonly queryDepthMax: number;
   readonly queryComplexityMax: number;
+  readonly rateLimits?: MerchantRateLimits;
 }
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,100}$/;
@@ -43,6 +45,7 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
     includeStacktraceInErrorResponses: false,
     plugins: [
       requestGuardPlugin({
+        ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
         depthMax: options.queryDepthMax,
         complexityMax: options.queryComplexityMax,
         requireMerchant: true,

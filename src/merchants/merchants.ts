@@ -8,6 +8,8 @@ import type { Database } from '../platform/database';
 export interface Merchant {
   readonly id: string;
   readonly name: string;
+  /** The merchant's own request limit; null: the default. */
+  readonly rateLimitPerSecond: number | null;
 }
 
 export interface CreatedMerchant {
@@ -42,7 +44,7 @@ export async function createMerchant(
   }
   const merchant = await db.merchant.create({
     data: { id: newMerchantId(), name: trimmed, apiKeyHash: hashApiKey(apiKey) },
-    select: { id: true, name: true },
+    select: { id: true, name: true, rateLimitPerSecond: true },
   });
   return { merchant, apiKey };
 }
@@ -56,7 +58,7 @@ export async function ensureDemoMerchant(db: Database, apiKey: string = newApiKe
     where: { id: demoMerchantId },
     create: { id: demoMerchantId, name: 'Demo merchant', apiKeyHash: hashApiKey(apiKey) },
     update: { apiKeyHash: hashApiKey(apiKey) },
-    select: { id: true, name: true },
+    select: { id: true, name: true, rateLimitPerSecond: true },
   });
   return { merchant, apiKey };
 }
@@ -78,7 +80,7 @@ export class MerchantAuthenticator {
     if (cached !== undefined && cached.expiresAtMs > Date.now()) return cached.merchant;
     const merchant = await this.db.merchant.findUnique({
       where: { apiKeyHash: hash },
-      select: { id: true, name: true },
+      select: { id: true, name: true, rateLimitPerSecond: true },
     });
     if (this.cache.size >= MerchantAuthenticator.cacheEntriesMax) this.cache.clear();
     this.cache.set(hash, { merchant, expiresAtMs: Date.now() + this.cacheTtlMs });

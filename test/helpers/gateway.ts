@@ -32,6 +32,8 @@ export async function createTestEnvironment(options: { redisUrl?: string } = {})
     LOG_LEVEL: 'silent',
     NODE_ENV: 'test',
     DATABASE_POOL_SIZE_MAX: '8',
+    // Tests that measure limits set their own; the rest must not be throttled by bursts.
+    MERCHANT_RATE_PER_SECOND: '1000000',
     ...overrides,
   });
   return {
