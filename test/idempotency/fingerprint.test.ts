@@ -63,6 +63,13 @@ describe('the request fingerprint', () => {
     );
   });
 
+  it('keeps every key, "__proto__" included', () => {
+    const withProto = JSON.parse('{"__proto__": 1, "a": 2}') as unknown;
+    const withOtherProto = JSON.parse('{"__proto__": 9, "a": 2}') as unknown;
+    expect(canonicalJson(withProto)).toBe('{"__proto__":1,"a":2}');
+    expect(fingerprint('createCharge', withProto)).not.toBe(fingerprint('createCharge', withOtherProto));
+  });
+
   it('is canonical JSON that parses back to the same value', () => {
     fc.assert(
       fc.property(fc.jsonValue(), (value) => {
