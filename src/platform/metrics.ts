@@ -139,6 +139,14 @@ export class Metrics {
   constructor(role: string) {
     this.registry.setDefaultLabels({ role });
     collectDefaultMetrics({ register: this.registry });
+    // These three are gauges named like counters; promtool (and Prometheus naming) rejects that.
+    for (const misnamed of [
+      'nodejs_active_handles_total',
+      'nodejs_active_requests_total',
+      'nodejs_active_resources_total',
+    ]) {
+      this.registry.removeSingleMetric(misnamed);
+    }
     // Every outcome appears from the start, so dashboards and rate() see zeros, not gaps.
     for (const outcome of idempotencyOutcomes) this.idempotencyRequests.inc({ outcome }, 0);
     for (const attempt of ['1', '2', '3', '4+']) this.chargeRequestAttempts.inc({ attempt }, 0);
