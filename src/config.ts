@@ -22,6 +22,8 @@ export interface Config {
   readonly port: number;
   readonly databaseUrl: string;
   readonly redisUrl: string;
+  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES=host:port,…); empty: a single Redis at redisUrl. */
+  readonly redisClusterNodes: readonly { readonly host: string; readonly port: number }[];
   readonly role: Role;
   readonly adminToken: string | undefined;
   readonly nodeEnv: string;
@@ -127,6 +129,16 @@ function readNumber(env: Env, name: string, fallback: number, min: number, max: 
   return value;
 }
 
+function readClusterNodes(env: Env): { host: string; port: number }[] {
+  const raw = readString(env, 'REDIS_CLUSTER_NODES', '');
+  if (raw === '') return [];
+  return raw.split(',').map((node) => {
+    const match = node.trim().match(/^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/);
+    if (match === null) throw new ConfigError('REDIS_CLUSTER_NODES', `"${node}" is not host:port`);
+    return { host: match[1]!, port: Number(match[2]) };
+  });
+}
+
 function readFaultDuration(env: Env, isProduction: boolean): number {
   const value = readInteger(env, 'FAULT_LEDGER_OUTAGE_MS', 0, 0, 3_600_000);
   if (value > 0 && isProduction) {
@@ -199,6 +211,7 @@ export function loadConfig(env: Env = process.env): Config {
       'postgresql:',
     ]),
     redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+    redisClusterNodes: readClusterNodes(env),
     role: readEnum(env, 'ROLE', 'all', roles),
     adminToken,
     nodeEnv,

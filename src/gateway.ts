@@ -6,7 +6,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './platform/redis';
 import type { Config } from './config';
 import { SimulatedAcquirer } from './acquirer/simulated-acquirer';
 import { ChargeService } from './charges/create-charge';
@@ -41,7 +41,7 @@ export interface Gateway {
   readonly port: number;
   readonly metrics: Metrics;
   readonly database: DatabaseHandle;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly completer: Completer | undefined;
   readonly relay: Relay | undefined;
   readonly worker: LedgerWorker | undefined;

@@ -11,7 +11,7 @@
  * decides from Postgres alone.
  */
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import type { StoredResponse } from './types';
 
 interface InFlightMarker {
@@ -47,7 +47,7 @@ return 0`;
 
 export class RedisIdempotencyStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix: string,
     private readonly onUnavailable: () => void = () => undefined,
   ) {}

@@ -14,7 +14,7 @@
  * full-jitter backoff and dead-lettered after `attemptsMax` attempts.
  */
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import { GatewayError } from '../errors';
 import { isTransientDatabaseError, type Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
@@ -46,9 +46,9 @@ export interface LedgerWorkerOptions {
 export interface LedgerWorkerDependencies {
   readonly db: Database;
   /** The blocking connection BullMQ needs (maxRetriesPerRequest: null). */
-  readonly queueConnection: Redis;
+  readonly queueConnection: RedisClient;
   /** Fail-fast client for the done markers. */
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** Admission for `ledger.apply`: the retry budget and the hold it puts on the call site. */
   readonly admission: CallSiteAdmission;
   readonly deadLetters: DeadLetters;

@@ -5,7 +5,7 @@
  * If Redis cannot answer, each process falls back to an in-memory limiter of the same size
  * (rate-limiter-flexible's insurance limiter): limits then hold per process, not per fleet.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import { GatewayError } from '../errors';
 
@@ -14,7 +14,7 @@ export class MerchantRateLimits {
   private readonly limiters = new Map<number, RateLimiterRedis>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix: string,
     private readonly defaultPerSecond: number,
   ) {}

@@ -5,7 +5,7 @@
  * guarantees one effect.
  */
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import type { OutboxEventType } from './events';
 
 export const ledgerQueueName = 'ledger';
@@ -29,7 +29,7 @@ export interface LedgerQueueOptions {
   readonly attemptsMax: number;
 }
 
-export function openLedgerQueue(connection: Redis, options: LedgerQueueOptions): Queue<LedgerJobData> {
+export function openLedgerQueue(connection: RedisClient, options: LedgerQueueOptions): Queue<LedgerJobData> {
   return new Queue<LedgerJobData>(ledgerQueueName, {
     connection,
     prefix: options.prefix,
@@ -43,6 +43,6 @@ export function openLedgerQueue(connection: Redis, options: LedgerQueueOptions):
   });
 }
 
-export function openDeadLetterQueue(connection: Redis, prefix: string): Queue<LedgerJobData & { error: string }> {
+export function openDeadLetterQueue(connection: RedisClient, prefix: string): Queue<LedgerJobData & { error: string }> {
   return new Queue(ledgerDeadLetterQueueName, { connection, prefix });
 }

@@ -3,33 +3,52 @@
  * - the hot-path client fails fast: a command timeout, no offline queue, no retries per request,
  *   so a dead Redis turns into a fall-through to Postgres and not a hung request;
  * - the queue client (BullMQ) blocks and queues while offline: `maxRetriesPerRequest: null`.
+ * With REDIS_CLUSTER_NODES set, both are Redis Cluster clients; every key the gateway writes has
+ * a hash tag (docs/scale.md), so each multi-key script stays on one slot.
  */
-import { Redis } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config';
 
-export function openHotPathRedis(config: Pick<Config, 'redisUrl' | 'redisCommandTimeoutMs'>): Redis {
-  const redis = new Redis(config.redisUrl, {
-    commandTimeout: config.redisCommandTimeoutMs,
-    connectTimeout: Math.max(config.redisCommandTimeoutMs * 4, 1_000),
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    // Keep trying to reconnect in the background, at most every 2 s; requests meanwhile use Postgres.
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-    lazyConnect: false,
-  });
+export type RedisClient = Redis | Cluster;
+
+type RedisConfig = Pick<Config, 'redisUrl' | 'redisClusterNodes'>;
+
+function open(config: RedisConfig, options: RedisOptions, offlineQueue: boolean): RedisClient {
+  const client =
+    config.redisClusterNodes.length > 0
+      ? new Cluster([...config.redisClusterNodes], {
+          redisOptions: options,
+          enableOfflineQueue: offlineQueue,
+          enableReadyCheck: true,
+          clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+        })
+      : new Redis(config.redisUrl, options);
   // Errors surface on the commands themselves; an unhandled 'error' event would crash the process.
-  redis.on('error', () => undefined);
-  return redis;
+  client.on('error', () => undefined);
+  return client;
 }
 
-export function openQueueRedis(config: Pick<Config, 'redisUrl'>): Redis {
-  const redis = new Redis(config.redisUrl, { maxRetriesPerRequest: null, enableReadyCheck: true });
-  redis.on('error', () => undefined);
-  return redis;
+export function openHotPathRedis(config: RedisConfig & Pick<Config, 'redisCommandTimeoutMs'>): RedisClient {
+  return open(
+    config,
+    {
+      commandTimeout: config.redisCommandTimeoutMs,
+      connectTimeout: Math.max(config.redisCommandTimeoutMs * 4, 1_000),
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      // Keep trying to reconnect in the background, at most every 2 s; requests meanwhile use Postgres.
+      retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+    },
+    false,
+  );
+}
+
+export function openQueueRedis(config: RedisConfig): RedisClient {
+  return open(config, { maxRetriesPerRequest: null, enableReadyCheck: true }, true);
 }
 
 /** Closes a client without waiting on a server that may be gone. */
-export async function closeRedis(redis: Redis): Promise<void> {
+export async function closeRedis(redis: RedisClient): Promise<void> {
   try {
     await Promise.race([redis.quit(), new Promise((resolve) => setTimeout(resolve, 500))]);
   } catch {
@@ -39,7 +58,7 @@ export async function closeRedis(redis: Redis): Promise<void> {
 }
 
 /** Waits (bounded) for a client to connect, so a process does not start by failing fast. */
-export async function waitUntilReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+export async function waitUntilReady(redis: RedisClient, timeoutMs: number): Promise<boolean> {
   if (redis.status === 'ready') return true;
   return new Promise((resolve) => {
     const done = (ready: boolean) => {

@@ -14,7 +14,7 @@
  * On the hot path each process looks at the hold at most every `holdCheckIntervalMs` and sends
  * its deposits in one command at most that often: the budget is a rate guard, not a ledger.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import type { RetryBudget } from './token-bucket';
 
 export interface CallSiteAdmissionOptions {
@@ -33,7 +33,7 @@ export class CallSiteAdmission {
   private lastDepositAtMs = 0;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly budget: RetryBudget,
     private readonly options: CallSiteAdmissionOptions,
   ) {}

@@ -3,7 +3,7 @@
  * script, atomic and on Redis's clock, so every process of the fleet shares one bucket per name.
  * Not for the client SDK (it imports Redis).
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../platform/redis';
 import type { TokenBucketOptions, TokenBucketStore } from './token-bucket';
 
 // KEYS[1] bucket; ARGV: capacity, refillPerSecond, operation ('take' | 'deposit' | 'peek'), amount.
@@ -36,7 +36,7 @@ return tostring(result)`;
 
 export class RedisTokenBucketStore implements TokenBucketStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keyPrefix: string,
     private readonly options: TokenBucketOptions,
   ) {}
