@@ -10,12 +10,18 @@ const roles: readonly Role[] = ['all', 'api', 'relay', 'worker'];
 
 /** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
 export type Fault =
-  'crash_after_acquirer' | 'crash_after_authorized' | 'fail_after_charge_insert' | 'crash_after_publish';
+  | 'crash_after_acquirer'
+  | 'crash_after_authorized'
+  | 'fail_after_charge_insert'
+  | 'crash_after_publish'
+  | 'bug_before_record';
 const faults: readonly Fault[] = [
   'crash_after_acquirer',
   'crash_after_authorized',
   'fail_after_charge_insert',
   'crash_after_publish',
+  // An unexpected error (a bug) just before the charge is recorded: answered 500 INTERNAL.
+  'bug_before_record',
 ];
 
 export interface Config {

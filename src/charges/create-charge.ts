@@ -108,6 +108,7 @@ export class ChargeService {
 
   /** AUTHORIZED → COMPLETED: charge, outbox event and key completion in one statement. */
   private async recordPhase(merchantId: string, held: HeldKey, input: CreateChargeInput): Promise<PhaseResult> {
+    if (this.deps.faults.has('bug_before_record')) throw new TypeError('injected bug (bug_before_record)');
     if (held.acquirerResult === null) throw new Error('invariant violated: AUTHORIZED key without acquirer result');
     const authorization = JSON.parse(held.acquirerResult) as Authorization;
     const snapshot: ChargeSnapshot = {

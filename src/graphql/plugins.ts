@@ -165,10 +165,25 @@ export function responsePlugin(): ApolloServerPlugin<GatewayContext> {
             body.singleResult.extensions = { ...body.singleResult.extensions, idempotency: { ...idempotency } };
           }
           observeLatency(requestContext, startedAtNs);
+          contextValue.logger.info(
+            {
+              status: response.http.status ?? 200,
+              operation: requestContext.operationName ?? undefined,
+              code: errorCodeOf(requestContext.errors),
+              replayed: idempotency?.replayed,
+              ms: Number(process.hrtime.bigint() - startedAtNs) / 1e6,
+            },
+            'graphql request',
+          );
         },
       };
     },
   };
+}
+
+function errorCodeOf(errors: readonly { extensions?: Record<string, unknown> }[] | undefined): string | undefined {
+  const code = errors?.[0]?.extensions?.code;
+  return typeof code === 'string' ? code : undefined;
 }
 
 function observeLatency(requestContext: GraphQLRequestContext<GatewayContext>, startedAtNs: bigint): void {

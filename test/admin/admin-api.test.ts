@@ -254,9 +254,20 @@ describe('idempotency keys and retention', () => {
       "UPDATE idempotency_keys SET updated_at = now() - interval '2 hours' WHERE key LIKE 'old-%'",
     );
     const before = await environment.database.count('SELECT count(*) FROM idempotency_keys');
-    const purged = await admin<{ purgeExpiredIdempotencyKeys: number }>('mutation { purgeExpiredIdempotencyKeys }');
+    // Requests keep coming while the purge runs.
+    const [purged, ...during] = await Promise.all([
+      admin<{ purgeExpiredIdempotencyKeys: number }>('mutation { purgeExpiredIdempotencyKeys }'),
+      ...Array.from({ length: 10 }, (_, index) =>
+        createCharge(gateway.url, gateway.apiKey, `during-purge-${index}`, {
+          amount: 10,
+          currency: 'USD',
+          source: 'tok_visa',
+        }),
+      ),
+    ]);
     expect(purged.body.data?.purgeExpiredIdempotencyKeys).toBe(5);
-    expect(await environment.database.count('SELECT count(*) FROM idempotency_keys')).toBe(before - 5);
+    expect(during.every((answer) => answer.status === 200)).toBe(true);
+    expect(await environment.database.count('SELECT count(*) FROM idempotency_keys')).toBe(before - 5 + 10);
     expect(await environment.database.count("SELECT count(*) FROM idempotency_keys WHERE key = 'old-in-flight'")).toBe(
       1,
     );

@@ -333,3 +333,48 @@ describe('when a query is too deep or too large', () => {
     expect(tooWide.body.errors?.[0]?.message).toContain('1001 fields');
   });
 });
+
+describe('when the gateway fails unexpectedly', () => {
+  it('answers 500 INTERNAL telling the client to retry with the same key, stores nothing, and keeps the key leased', async () => {
+    const buggy = await startTestGateway(environment, {
+      ROLE: 'api',
+      FAULTS: 'bug_before_record',
+      IDEMPOTENCY_LEASE_MS: '1000',
+      ACQUIRER_TIMEOUT_MS: '500',
+    });
+    try {
+      const key = newKey();
+      const answer = await createCharge(buggy.url, buggy.apiKey, key, visa);
+      expect(answer.status).toBe(500);
+      expect(answer.body.errors?.[0]?.extensions?.code).toBe('INTERNAL');
+      expect(answer.body.errors?.[0]?.message).toContain('retry with the same Idempotency-Key');
+      expect(answer.text).not.toContain('injected bug');
+      expect(
+        await environment.database.count(
+          'SELECT count(*) FROM charges c JOIN idempotency_keys k ON k.id = c.idempotency_key_id WHERE k.key = $1',
+          [key],
+        ),
+      ).toBe(0);
+      // Not released: the lease runs out; then the healthy gateway resumes and charges once.
+      const soon = await createCharge(gateway.url, buggy.apiKey, key, visa);
+      expect(soon.status).toBe(409);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      const resumed = await createCharge(gateway.url, buggy.apiKey, key, visa);
+      expect(resumed.status).toBe(200);
+    } finally {
+      await buggy.stop();
+    }
+  });
+});
+
+describe('when the request body is too large', () => {
+  it('refuses it before parsing (413) and stores nothing', async () => {
+    const before = await keyCount();
+    const answer = await createCharge(gateway.url, gateway.apiKey, newKey(), {
+      ...visa,
+      description: 'x'.repeat(70_000),
+    });
+    expect(answer.status).toBe(413);
+    expect(await keyCount()).toBe(before);
+  });
+});
