@@ -178,18 +178,27 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   }
 
   // Body-parser failures (too large, not JSON) answer like GraphQL errors, not HTML pages.
-  app.use((error: { status?: number; type?: string; message?: string }, _req: express.Request, res: express.Response, next: express.NextFunction) => {
-    if (res.headersSent || error.status === undefined || error.status >= 500) return next(error);
-    const tooLarge = error.type === 'entity.too.large';
-    res.status(error.status).json({
-      errors: [
-        {
-          message: tooLarge ? `The request body is over ${config.requestBodyBytesMax} bytes.` : 'The request body is not valid JSON.',
-          extensions: { code: 'BAD_REQUEST' },
-        },
-      ],
-    });
-  });
+  app.use(
+    (
+      error: { status?: number; type?: string; message?: string },
+      _req: express.Request,
+      res: express.Response,
+      next: express.NextFunction,
+    ) => {
+      if (res.headersSent || error.status === undefined || error.status >= 500) return next(error);
+      const tooLarge = error.type === 'entity.too.large';
+      res.status(error.status).json({
+        errors: [
+          {
+            message: tooLarge
+              ? `The request body is over ${config.requestBodyBytesMax} bytes.`
+              : 'The request body is not valid JSON.',
+            extensions: { code: 'BAD_REQUEST' },
+          },
+        ],
+      });
+    },
+  );
 
   let completer: Completer | undefined;
   if (config.role !== 'api') {
