@@ -26,11 +26,14 @@ async function prepare(): Promise<Config> {
   process.env.REDIS_URL = services.redisUrl;
   const config = loadConfig();
   migrate(config.databaseUrl);
-  if (!config.isProduction) await printDemoMerchant(config);
-  return config;
+  if (config.isProduction) return config;
+  const apiKey = await printDemoMerchant(config);
+  // The gateway serves the /demo checkout page with this key.
+  process.env.DEMO_MERCHANT_API_KEY = apiKey;
+  return loadConfig();
 }
 
-async function printDemoMerchant(config: Config): Promise<void> {
+async function printDemoMerchant(config: Config): Promise<string> {
   const database = openDatabase({ ...config, databasePoolSizeMax: 1 });
   try {
     const { merchant, apiKey } = await ensureDemoMerchant(database.prisma, config.demoMerchantApiKey);
@@ -43,12 +46,14 @@ async function printDemoMerchant(config: Config): Promise<void> {
     say('');
     say(`Demo merchant ${merchant.id}. API key: ${apiKey}`);
     say(`Apollo Sandbox: ${url} (set the Authorization and Idempotency-Key headers)`);
+    say(`Checkout demo: http://localhost:${config.port}/demo`);
     say('Charge it:');
     say(
       `  curl -s ${url} -H 'content-type: application/json' -H 'authorization: Bearer ${apiKey}' ` +
         `-H "idempotency-key: $(uuidgen 2>/dev/null || date +%s%N)" -d '${body}'`,
     );
     say('');
+    return apiKey;
   } finally {
     await database.close();
   }

@@ -14,7 +14,8 @@ export type Fault =
   | 'crash_after_authorized'
   | 'fail_after_charge_insert'
   | 'crash_after_publish'
-  | 'bug_before_record';
+  | 'bug_before_record'
+  | 'drop_response';
 const faults: readonly Fault[] = [
   'crash_after_acquirer',
   'crash_after_authorized',
@@ -22,6 +23,8 @@ const faults: readonly Fault[] = [
   'crash_after_publish',
   // An unexpected error (a bug) just before the charge is recorded: answered 500 INTERNAL.
   'bug_before_record',
+  // The /demo page's toggle: lose a first attempt's answer after the charge committed.
+  'drop_response',
 ];
 
 export interface Config {

@@ -23,6 +23,7 @@ import { Metrics } from './platform/metrics';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
 import { createAdminRouter } from './admin/admin-server';
+import { demoRouter, dropResponseFault } from './demo/demo-router';
 import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
 import { Relay } from './outbox/relay';
@@ -164,6 +165,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       app.use(admin.router);
       stoppables.push(admin.stop);
     }
+    if (!config.isProduction) {
+      app.use(
+        demoRouter({ apiKey: config.demoMerchantApiKey, dropResponseToggle: config.faults.has('drop_response') }),
+      );
+    }
+    if (config.faults.has('drop_response')) app.use('/graphql', dropResponseFault);
     graphql = await createGraphqlServer({
       services: { db: database.prisma, charges, refunds, metrics },
       authenticator,

@@ -1,0 +1,193 @@
+/**
+ * The /demo checkout page in a real browser (Debian's Chromium, driven by playwright-core):
+ * double clicks, five fast clicks, a lost response, a decline and a reload mid-checkout each end
+ * in one charge, counted in the database. Each test saves a screenshot to test-artifacts/.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
+import { waitFor } from '../helpers/ledger';
+
+const chromiumPath = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((candidate) => existsSync(candidate));
+const demoKey = 'sk_demo_browser_tests_0123456789';
+let environment: TestEnvironment;
+let gateway: TestGateway;
+let browser: Browser;
+let page: Page | undefined;
+
+beforeAll(async () => {
+  if (chromiumPath === undefined) throw new Error('Chromium is not installed: apt-get install chromium (.ci/run does)');
+  environment = await createTestEnvironment();
+  gateway = await startTestGateway(environment, {
+    ROLE: 'api',
+    FAULTS: 'drop_response',
+    DEMO_MERCHANT_API_KEY: demoKey,
+  });
+  await environment.database.pool.query(
+    "INSERT INTO merchants (id, name, api_key_hash) VALUES ('mer_demo', 'Demo merchant', encode(sha256($1::bytea), 'hex'))",
+    [demoKey],
+  );
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  mkdirSync('test-artifacts', { recursive: true });
+}, 60_000);
+
+afterEach(async (context) => {
+  if (page === undefined) return;
+  await page.screenshot({
+    path: `test-artifacts/checkout-${context.task.name.replace(/\W+/g, '-').slice(0, 60)}.png`,
+    fullPage: true,
+  });
+  await page.close();
+  page = undefined;
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await gateway?.stop();
+  await environment?.cleanup();
+});
+
+const charges = () => environment.database.count("SELECT count(*) FROM charges WHERE merchant_id = 'mer_demo'");
+
+async function openCheckout(amount: number, source = 'tok_visa'): Promise<Page> {
+  page = await browser.newPage();
+  await page.goto(`${gateway.url}/demo`);
+  await page.fill('#amount', String(amount));
+  await page.selectOption('#source', source);
+  return page;
+}
+
+async function outcome(): Promise<string> {
+  if (page === undefined) throw new Error('no page open');
+  await page.waitForFunction(
+    () =>
+      ['approved', 'declined', 'reused', 'later'].includes(document.getElementById('message')?.dataset.outcome ?? ''),
+    null,
+    { timeout: 20_000 },
+  );
+  return (await page.getAttribute('#message', 'data-outcome')) ?? '';
+}
+
+describe('the checkout page', () => {
+  it('turns a double click into one charge and one result', async () => {
+    const before = await charges();
+    const page = await openCheckout(1_101, 'tok_slow');
+    await page.dblclick('#pay');
+    expect(await outcome()).toBe('approved');
+    await waitFor(
+      async () => (await page.getAttribute('#charge', 'data-charge-id')) !== null,
+      10_000,
+      'the charge on the page',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // any second answer lands too
+    expect(await charges()).toBe(before + 1);
+    expect(await page.locator('#charge').count()).toBe(1);
+  });
+
+  it('turns five fast clicks into one charge', async () => {
+    const before = await charges();
+    const page = await openCheckout(1_102, 'tok_slow');
+    for (let click = 0; click < 5; click += 1) await page.click('#pay');
+    expect(await outcome()).toBe('approved');
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(await charges()).toBe(before + 1);
+    const keys = await environment.database.count(
+      "SELECT count(DISTINCT key) FROM idempotency_audit WHERE merchant_id = 'mer_demo' AND request_payload LIKE '%1102%'",
+    );
+    expect(keys).toBe(1);
+  });
+
+  it('recovers a lost response by retrying with the same key, and shows the replay', async () => {
+    const before = await charges();
+    const page = await openCheckout(1_103);
+    await page.check('#drop');
+    await page.click('#pay');
+    expect(await outcome()).toBe('approved');
+    expect(await page.getAttribute('#charge', 'data-replayed')).toBe('true');
+    const rows = await page.locator('#attempts tr').allTextContents();
+    expect(rows[0]).toContain('network-error');
+    expect(await charges()).toBe(before + 1);
+  });
+
+  it('shows a decline, and a second click does not charge again', async () => {
+    const before = await charges();
+    const page = await openCheckout(1_104, 'tok_chargeDeclined');
+    await page.click('#pay');
+    expect(await outcome()).toBe('declined');
+    expect(await page.textContent('#message')).toContain('declined');
+    const chargesAfterDecline = await charges();
+    expect(chargesAfterDecline).toBe(before + 1);
+    expect(
+      await environment.database.count(
+        "SELECT count(*) FROM charges WHERE merchant_id = 'mer_demo' AND status = 'FAILED' AND amount = 1104",
+      ),
+    ).toBe(1);
+    // The decline was final, so the page started a new key; a second click is a new attempt
+    // with the same declined card: declined again, never a success, and one charge row per attempt.
+    await page.click('#pay');
+    expect(await outcome()).toBe('declined');
+    expect(
+      await environment.database.count(
+        "SELECT count(*) FROM charges WHERE merchant_id = 'mer_demo' AND status = 'SUCCEEDED' AND amount = 1104",
+      ),
+    ).toBe(0);
+  });
+
+  it('keeps the key across a reload in the middle of a slow checkout: one charge', async () => {
+    const before = await charges();
+    const page = await openCheckout(1_105, 'tok_slow');
+    await page.click('#pay');
+    const key = await page.textContent('#key');
+    await page.reload();
+    await page.fill('#amount', '1105');
+    await page.selectOption('#source', 'tok_slow');
+    await page.click('#pay');
+    expect(await page.textContent('#key')).toBe(key);
+    expect(await outcome()).toBe('approved');
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await charges()).toBe(before + 1);
+  });
+});
+
+describe('where the page is served', () => {
+  it('is off in production, and its lose-the-response toggle works only with fault injection on', async () => {
+    const production = await startTestGateway(environment, { ROLE: 'api', NODE_ENV: 'production' });
+    const plain = await startTestGateway(environment, { ROLE: 'api', DEMO_MERCHANT_API_KEY: demoKey });
+    try {
+      expect((await fetch(`${production.url}/demo`)).status).toBe(404);
+      expect(await (await fetch(`${plain.url}/demo/config.json`)).json()).toEqual({
+        apiKey: demoKey,
+        dropResponseToggle: false,
+      });
+      // Without the fault, the header is ignored: the answer arrives.
+      const answer = await fetch(`${plain.url}/graphql`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          authorization: `Bearer ${demoKey}`,
+          'idempotency-key': 'toggle-off',
+          'x-demo-drop-response': '1',
+        },
+        body: JSON.stringify({
+          query: 'mutation { createCharge(input: {amount: 5, currency: "USD", source: "tok_visa"}) { status } }',
+        }),
+      });
+      expect(answer.status).toBe(200);
+    } finally {
+      await production.stop();
+      await plain.stop();
+    }
+  });
+});
