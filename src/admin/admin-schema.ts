@@ -45,15 +45,17 @@ function cursorId(after: string | null | undefined): bigint | null {
 }
 
 async function audited<T>(context: AdminContext, action: string, args: unknown, run: () => Promise<T>): Promise<T> {
-  const result = await run();
-  await context.db.adminAudit.create({
-    data: {
-      actor: context.actor,
-      action,
-      arguments: JSON.stringify(args),
-      result: JSON.stringify(result, (key, value: unknown) => (key === 'apiKey' ? '[shown once]' : value)),
-    },
-  });
+  const record = (result: string) =>
+    context.db.adminAudit.create({ data: { actor: context.actor, action, arguments: JSON.stringify(args), result } });
+  let result: T;
+  try {
+    result = await run();
+  } catch (error) {
+    // Refused or failed attempts are recorded too: the trail shows what was tried.
+    await record(JSON.stringify({ error: error instanceof GatewayError ? error.code : 'INTERNAL' }));
+    throw error;
+  }
+  await record(JSON.stringify(result, (key, value: unknown) => (key === 'apiKey' ? '[shown once]' : value)));
   return result;
 }
 
