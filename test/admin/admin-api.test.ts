@@ -98,6 +98,8 @@ describe('merchant keys', () => {
       (await createCharge(gateway.url, newKey, 'admin-k3', { amount: 100, currency: 'USD', source: 'tok_visa' }))
         .status,
     ).toBe(401);
+    const missing = await admin('mutation { revokeApiKey(merchantId: "mer_nobody") }');
+    expect(missing.body.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
 
     const { rows } = await environment.database.pool.query<{ action: string; actor: string; result: string }>(
       'SELECT action, actor, result FROM admin_audit ORDER BY id',
@@ -106,6 +108,7 @@ describe('merchant keys', () => {
       expect.arrayContaining(['createMerchant', 'rotateApiKey', 'revokeApiKey']),
     );
     expect(rows.every((row) => row.actor.startsWith('admin:') && !row.actor.includes(adminToken))).toBe(true);
+    expect(rows.some((row) => row.action === 'revokeApiKey' && row.result.includes('NOT_FOUND'))).toBe(true);
     expect(rows.some((row) => row.result.includes(apiKey) || row.result.includes(newKey))).toBe(false);
   });
 });
