@@ -150,6 +150,9 @@ export class Metrics {
     // Every outcome appears from the start, so dashboards and rate() see zeros, not gaps.
     for (const outcome of idempotencyOutcomes) this.idempotencyRequests.inc({ outcome }, 0);
     for (const attempt of ['1', '2', '3', '4+']) this.chargeRequestAttempts.inc({ attempt }, 0);
+    for (const reason of ['final', 'exhausted']) this.deadLetters.inc({ reason }, 0);
+    for (const caughtBy of ['redis_marker', 'inbox_row']) this.inboxDuplicates.inc({ caught_by: caughtBy }, 0);
+    for (const callSite of ['ledger.apply', 'relay.publish']) this.retryBudgetDelays.inc({ call_site: callSite }, 0);
   }
 
   countOutcome(outcome: IdempotencyOutcome): void {

@@ -4,6 +4,7 @@
  * compose file validates.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
@@ -72,6 +73,20 @@ describe('metrics', () => {
 });
 
 describe('alerting and deployment files', () => {
+  it('alert rules and the Grafana dashboard name only metrics the gateway exports', async () => {
+    const gateway = await startTestGateway(environment, { ROLE: 'all' });
+    const exported = await scrape(gateway);
+    await gateway.stop();
+    const rules = readFileSync('ops/prometheus/alerts.yml', 'utf8');
+    const dashboard = readFileSync('ops/grafana/payments-gateway.json', 'utf8');
+    const ours = /^(idempotency_|charge_|outbox_|ledger_|inbox_|dead_letters|retry_budget|http_request|relay_)/;
+    const named = new Set(
+      [...`${rules}\n${dashboard}`.matchAll(/[a-z_]{4,}/g)].map((match) => match[0]).filter((name) => ours.test(name)),
+    );
+    expect(named.size).toBeGreaterThan(8);
+    for (const name of named) expect(exported, name).toContain(`# TYPE ${name.replace(/_bucket$/, '')} `);
+  });
+
   it('alert rules and the Prometheus config pass promtool', () => {
     const rules = spawnSync('promtool', ['check', 'rules', 'ops/prometheus/alerts.yml'], { encoding: 'utf8' });
     expect(rules.status, rules.stdout + rules.stderr).toBe(0);
