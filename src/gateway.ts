@@ -232,10 +232,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       {
         db: database.prisma,
         queue: ledgerQueue,
-        // The rate bucket holds at most a twentieth of a second's events (or RELAY_RATE_BURST_MAX),
-        // so no one-second window exceeds the cap by more than about 5%.
+        // The rate bucket holds at most a fiftieth of a second's events (or RELAY_RATE_BURST_MAX).
+        // A window can exceed the cap by the bucket plus the batches still being marked when it
+        // closes (each at most a bucketful), so this keeps the excess near 6%.
         rateBucket: new RedisTokenBucketStore(redis, config.redisKeyPrefix, {
-          capacity: config.relayRateBurstMax || Math.max(1, Math.ceil(config.relayRatePerSecond / 20)),
+          capacity: config.relayRateBurstMax || Math.max(1, Math.ceil(config.relayRatePerSecond / 50)),
           refillPerSecond: config.relayRatePerSecond,
         }),
         retryBudget,
