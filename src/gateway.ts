@@ -1,7 +1,9 @@
 /**
  * Builds a gateway process from its config: connections, services and the roles asked for.
  * main.ts runs it; tests start it in-process on port 0. Every role serves /healthz, /readyz and
- * /metrics; the api role adds POST /graphql; relay and worker roles run the completer.
+ * /metrics. The api role adds POST /graphql, POST /admin/graphql (with ADMIN_TOKEN) and /demo
+ * (outside production); the relay role publishes the outbox; the worker role applies events to
+ * the ledger and purges expired keys; relay and worker roles run the completer.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,13 +28,12 @@ import { createAdminRouter } from './admin/admin-server';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
 import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
-import { Relay } from './outbox/relay';
+import { Relay, relayPublishCallSite } from './outbox/relay';
 import { DeadLetters } from './ledger/dead-letters';
 import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
 import { RedisTokenBucketStore } from './retry/redis-token-bucket';
 import { RetryBudget } from './retry/token-bucket';
 import { CallSiteAdmission } from './retry/call-site-admission';
-import { relayPublishCallSite } from './outbox/relay';
 
 /** tok_slow's delay: long enough for a test to send a concurrent request, short of the timeout. */
 const simulatedSlowMs = 800;
