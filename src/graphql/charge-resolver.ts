@@ -33,6 +33,16 @@ export function requireMerchant(context: GatewayContext): Merchant {
   );
 }
 
+/** The request's Idempotency-Key; a missing or malformed one is counted as the outcome `missing`. */
+function keyOf(context: GatewayContext): string {
+  try {
+    return readIdempotencyKey(context.headers);
+  } catch (error) {
+    context.services.metrics.countOutcome('missing');
+    throw error;
+  }
+}
+
 /** Runs a keyed use case and records what the key resolved to, for headers and extensions. */
 export async function runKeyed(
   context: GatewayContext,
@@ -69,7 +79,7 @@ export class ChargeResolver {
   ): Promise<ChargeSnapshot> {
     const merchant = requireMerchant(context);
     const validated = validateCreateChargeInput(input);
-    const key = readIdempotencyKey(context.headers);
+    const key = keyOf(context);
     const { charges } = context.services;
     const request = charges.keyedRequest(merchant.id, key, validated);
     return (await runKeyed(context, key, () => charges.createCharge(request, validated))) as ChargeSnapshot;
@@ -85,7 +95,7 @@ export class ChargeResolver {
   ): Promise<RefundSnapshot> {
     const merchant = requireMerchant(context);
     const validated = validateRefundInput(input);
-    const key = readIdempotencyKey(context.headers);
+    const key = keyOf(context);
     const { refunds } = context.services;
     await refunds.assertChargeVisible(merchant.id, validated.chargeId);
     const request = refunds.keyedRequest(merchant.id, key, validated);

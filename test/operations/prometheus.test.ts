@@ -49,7 +49,11 @@ describe('metrics', () => {
     await createCharge(gateway.url, gateway.apiKey, 'signals-1', input);
     await createCharge(gateway.url, gateway.apiKey, 'signals-1', { ...input, amount: 101 });
     await createCharge(gateway.url, gateway.apiKey, 'signals-2', input, { headers: { 'idempotency-attempt': '2' } });
+    await createCharge(gateway.url, gateway.apiKey, undefined, input);
     const after = await scrape(gateway);
+    expect(sample(after, 'idempotency_requests_total', 'outcome="missing"')).toBe(
+      sample(before, 'idempotency_requests_total', 'outcome="missing"') + 1,
+    );
     expect(sample(after, 'idempotency_requests_total', 'outcome="mismatch"')).toBe(
       sample(before, 'idempotency_requests_total', 'outcome="mismatch"') + 1,
     );
