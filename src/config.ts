@@ -100,7 +100,30 @@ export interface Config {
   /** Test hook: the ledger call fails transiently for this long after the worker starts. */
   readonly faultLedgerOutageMs: number;
   readonly faults: ReadonlySet<Fault>;
+  // --- Added with the 2026-11-25 contract amendment (docs/contract.md §8). ---
+  /** Which acquirer the gateway talks to; unset in production refuses to start. */
+  readonly acquirer: AcquirerName | undefined;
+  /** Production must opt in to the simulated acquirer explicitly. */
+  readonly acquirerSimulatedInProduction: boolean;
+  /** Signs every Redis answer and done marker (HMAC). Required in production; outside it, see platform/redis-answer-secret.ts. */
+  readonly redisAnswerSecret: string | undefined;
+  /** Port of the /metrics listener; 0 serves /metrics on PORT (outside production only). */
+  readonly metricsPort: number;
+  /** Host the metrics listener binds to. */
+  readonly metricsHost: string;
+  /** How long a request waits for its in-flight twin before answering 409. */
+  readonly idempotencyInFlightWaitMs: number;
+  /** How long a purged key's tombstone answers IDEMPOTENCY_KEY_EXPIRED. */
+  readonly idempotencyTombstoneDays: number;
+  /** An event published this long ago with no inbox row is published again by the sweeper. */
+  readonly sweeperGraceMs: number;
+  readonly sweeperIntervalMs: number;
+  /** Reconciliation facts count only rows older than this, so work in flight is not reported. */
+  readonly reconciliationGraceMs: number;
 }
+
+export type AcquirerName = 'simulated';
+const acquirerNames: readonly AcquirerName[] = ['simulated'];
 
 export class ConfigError extends Error {
   constructor(
@@ -191,6 +214,32 @@ function readFaults(env: Env, isProduction: boolean): ReadonlySet<Fault> {
   return new Set(names as Fault[]);
 }
 
+function readBoolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = readString(env, name, String(fallback));
+  if (raw !== 'true' && raw !== 'false') throw new ConfigError(name, `must be true or false, got "${raw}"`);
+  return raw === 'true';
+}
+
+function readOptionalAcquirer(env: Env, isProduction: boolean): AcquirerName | undefined {
+  const raw = readString(env, 'ACQUIRER', '');
+  if (raw === '') {
+    if (isProduction)
+      throw new ConfigError('ACQUIRER', `must be set in production (one of ${acquirerNames.join(', ')})`);
+    return undefined;
+  }
+  return readEnum(env, 'ACQUIRER', 'simulated', acquirerNames);
+}
+
+function readRedisAnswerSecret(env: Env, isProduction: boolean): string | undefined {
+  const value = readString(env, 'REDIS_ANSWER_SECRET', '') || undefined;
+  if (value === undefined && isProduction) {
+    throw new ConfigError('REDIS_ANSWER_SECRET', 'must be set in production (at least 32 characters)');
+  }
+  if (value !== undefined && value.length < 32)
+    throw new ConfigError('REDIS_ANSWER_SECRET', 'must be at least 32 characters');
+  return value;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnv = readString(env, 'NODE_ENV', 'development');
   const isProduction = nodeEnv === 'production';
@@ -273,6 +322,17 @@ export function loadConfig(env: Env = process.env): Config {
     idempotencyPurgeBatchSizeMax: readInteger(env, 'IDEMPOTENCY_PURGE_BATCH_SIZE_MAX', 1_000, 1, 100_000),
     faultLedgerOutageMs: readFaultDuration(env, isProduction),
     faults: readFaults(env, isProduction),
+    acquirer: readOptionalAcquirer(env, isProduction),
+    acquirerSimulatedInProduction: readBoolean(env, 'ACQUIRER_SIMULATED_IN_PRODUCTION', false),
+    redisAnswerSecret: readRedisAnswerSecret(env, isProduction),
+    metricsPort: readInteger(env, 'METRICS_PORT', isProduction ? 9464 : 0, 0, 65_535),
+    metricsHost: readString(env, 'METRICS_HOST', '127.0.0.1'),
+    // 2 s: long enough for a normal acquirer call to finish, short enough for a browser's patience.
+    idempotencyInFlightWaitMs: readInteger(env, 'IDEMPOTENCY_IN_FLIGHT_WAIT_MS', 2_000, 0, 10_000),
+    idempotencyTombstoneDays: readInteger(env, 'IDEMPOTENCY_TOMBSTONE_DAYS', 30, 1, 3_650),
+    sweeperGraceMs: readInteger(env, 'SWEEPER_GRACE_MS', 60_000, 100, 86_400_000),
+    sweeperIntervalMs: readInteger(env, 'SWEEPER_INTERVAL_MS', 10_000, 50, 3_600_000),
+    reconciliationGraceMs: readInteger(env, 'RECONCILIATION_GRACE_MS', 300_000, 0, 86_400_000),
   };
   return Object.freeze(config);
 }

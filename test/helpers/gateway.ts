@@ -34,6 +34,10 @@ export async function createTestEnvironment(options: { redisUrl?: string } = {})
     DATABASE_POOL_SIZE_MAX: '8',
     // Tests that measure limits set their own; the rest must not be throttled by bursts.
     MERCHANT_RATE_PER_SECOND: '1000000',
+    // Production needs these set (docs/configuration.md); tests that check the refusals override them.
+    ACQUIRER: 'simulated',
+    ACQUIRER_SIMULATED_IN_PRODUCTION: 'true',
+    REDIS_ANSWER_SECRET: 'test-redis-answer-secret-0123456789abcdef',
     ...overrides,
   });
   return {
