@@ -3,7 +3,9 @@
  * complexity are bounded; introspection and Apollo Sandbox are on outside production.
  */
 import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
 import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import {
   ApolloServerPluginLandingPageLocalDefault,
   ApolloServerPluginLandingPageProductionDefault,
@@ -27,6 +29,9 @@ export interface GraphqlServerOptions {
   readonly queryDepthMax: number;
   readonly queryComplexityMax: number;
   readonly rateLimits?: MerchantRateLimits;
+  /** The process's HTTP server, drained by Apollo on stop: in-flight requests finish within drainGraceMs. */
+  readonly httpServer: Server;
+  readonly drainGraceMs: number;
 }
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,100}$/;
@@ -43,7 +48,16 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
     formatError,
     introspection: !options.isProduction,
     includeStacktraceInErrorResponses: false,
+    // Outside NODE_ENV=test Apollo installs its own SIGTERM/SIGINT handler, stops itself and then
+    // re-raises the signal (maybeRegisterTerminationSignalHandlers in @apollo/server), which kills
+    // the process mid-drain. main.ts owns the signals and the lifecycle stops Apollo in its turn.
+    stopOnTerminationSignals: false,
     plugins: [
+      // Stops accepting connections and waits for in-flight requests, cut after drainGraceMs.
+      ApolloServerPluginDrainHttpServer({
+        httpServer: options.httpServer,
+        stopGracePeriodMillis: options.drainGraceMs,
+      }),
       requestGuardPlugin({
         ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
         depthMax: options.queryDepthMax,
