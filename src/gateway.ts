@@ -24,6 +24,7 @@ import type { Logger } from './platform/logger';
 import { Metrics } from './platform/metrics';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
+import { queryLimitsFromConfig } from './graphql/query-limits';
 import { createAdminRouter } from './admin/admin-server';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
 import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
@@ -178,8 +179,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       logger,
       isProduction: config.isProduction,
       requestBodyBytesMax: config.requestBodyBytesMax,
-      queryDepthMax: config.queryDepthMax,
-      queryComplexityMax: config.queryComplexityMax,
+      queryLimits: queryLimitsFromConfig(config),
       rateLimits: new MerchantRateLimits(redis, config.redisKeyPrefix, config.merchantRatePerSecond),
     });
     app.use(graphql.router);

@@ -1,13 +1,12 @@
 /**
- * HTTP transport: Express 5 with Apollo Server 5 at POST /graphql. Body size, query depth and
- * complexity are bounded; introspection and Apollo Sandbox are on outside production.
+ * HTTP transport: Express 5 with Apollo Server 5 at POST /graphql. Body size and what a query may
+ * cost are bounded (query-limits.ts); introspection, field suggestions and Apollo Sandbox are on
+ * outside production only.
  */
 import { randomUUID } from 'node:crypto';
 import { ApolloServer } from '@apollo/server';
-import {
-  ApolloServerPluginLandingPageLocalDefault,
-  ApolloServerPluginLandingPageProductionDefault,
-} from '@apollo/server/plugin/landingPage/default';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type Request } from 'express';
 import type { MerchantAuthenticator } from '../merchants/merchants';
@@ -16,6 +15,7 @@ import type { Logger } from '../platform/logger';
 import type { GatewayContext, GatewayServices } from './context';
 import { formatError } from './errors';
 import { requestGuardPlugin, responsePlugin } from './plugins';
+import { asBadRequestWhenOverLimit, queryLimitServerOptions, type QueryLimits } from './query-limits';
 import { buildPublicSchema } from './schema';
 
 export interface GraphqlServerOptions {
@@ -24,8 +24,7 @@ export interface GraphqlServerOptions {
   readonly logger: Logger;
   readonly isProduction: boolean;
   readonly requestBodyBytesMax: number;
-  readonly queryDepthMax: number;
-  readonly queryComplexityMax: number;
+  readonly queryLimits: QueryLimits;
   readonly rateLimits?: MerchantRateLimits;
 }
 
@@ -40,19 +39,22 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
   const schema = await buildPublicSchema();
   const apollo = new ApolloServer<GatewayContext>({
     schema,
-    formatError,
+    formatError: (formatted, error) => formatError(asBadRequestWhenOverLimit(formatted), error),
     introspection: !options.isProduction,
+    // "Did you mean …" names fields a client did not ask about: none of that in production.
+    hideSchemaDetailsFromClientErrors: options.isProduction,
     includeStacktraceInErrorResponses: false,
+    ...queryLimitServerOptions(options.queryLimits),
     plugins: [
       requestGuardPlugin({
         ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
-        depthMax: options.queryDepthMax,
-        complexityMax: options.queryComplexityMax,
+        limits: options.queryLimits,
         requireMerchant: true,
       }),
       responsePlugin(),
+      // No landing page in production: Apollo's production page loads an unpinned script from a CDN.
       options.isProduction
-        ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
+        ? ApolloServerPluginLandingPageDisabled()
         : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
     ],
   });
