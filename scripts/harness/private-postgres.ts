@@ -55,7 +55,11 @@ export async function startPrivatePostgres(settings: Readonly<Record<string, str
     chmodSync(folder, 0o755);
     spawnSync('chown', ['postgres:postgres', folder]);
   }
-  const init = await runAs(initdb, ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'], 120_000);
+  const init = await runAs(
+    initdb,
+    ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'],
+    120_000,
+  );
   if (!init.ok) throw new Error(`initdb failed:\n${init.output}`);
   const port = await freePort();
   const options = [
