@@ -27,6 +27,7 @@ import { Lifecycle, type StopReport, type Stoppable } from './platform/lifecycle
 import type { Logger } from './platform/logger';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady, type RedisClient } from './platform/redis';
 import { createGraphqlServer } from './graphql/server';
+import { queryLimitsFromConfig } from './graphql/query-limits';
 import { bodyParserErrorHandler } from './graphql/errors';
 import { createAdminRouter } from './admin/admin-server';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
@@ -327,8 +328,7 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
     logger,
     isProduction: config.isProduction,
     requestBodyBytesMax: config.requestBodyBytesMax,
-    queryDepthMax: config.queryDepthMax,
-    queryComplexityMax: config.queryComplexityMax,
+    queryLimits: queryLimitsFromConfig(config),
     rateLimits: new MerchantRateLimits(redis, config.redisKeyPrefix, config.merchantRatePerSecond),
     httpServer: http.server,
     drainGraceMs: config.shutdownGraceMs,
