@@ -24,6 +24,8 @@ export interface ChildGatewayOptions {
   readonly port?: number;
   /** How long to wait for /healthz; a loaded machine may need more than the default 30 s. */
   readonly readyTimeoutMs?: number;
+  /** Run the compiled gateway (`node dist/main.js`, after `npm run build`) instead of the source. */
+  readonly built?: boolean;
 }
 
 export async function startChildGateway(
@@ -32,7 +34,10 @@ export async function startChildGateway(
 ): Promise<ChildGateway> {
   const port = options.port ?? (await freePort());
   const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')], {
+  const entry = options.built
+    ? [path.join(repoRoot, 'dist', 'main.js')]
+    : ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')];
+  const child = spawn(process.execPath, entry, {
     cwd: repoRoot,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
