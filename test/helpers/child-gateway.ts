@@ -32,7 +32,10 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  // Generous: on a loaded machine (two cores shared by several suites) a cold start of tsx and the
+  // gateway's modules has taken over 30 s. A deadline costs nothing when the start is quick.
+  const readyTimeoutMs = 90_000;
+  const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`gateway child exited before it was ready:\n${output}`);
@@ -45,7 +48,7 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`gateway child did not become ready in 30 s:\n${output}`);
+      throw new Error(`gateway child did not become ready in ${readyTimeoutMs / 1_000} s:\n${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

@@ -41,6 +41,8 @@ describe('when a merchant goes over its request rate', () => {
     const calm = await createCharge(gateway.url, other.apiKey, 'calm-1', input);
     expect(calm.status).toBe(200);
 
+    // Letting the one-second window pass is the behaviour under test, not a guess at how long
+    // something takes: a longer pause on a loaded machine can only make it pass (docs/testing.md).
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     const later = await createCharge(gateway.url, gateway.apiKey, 'after-the-wait', input);
     expect(later.status).toBe(200);
