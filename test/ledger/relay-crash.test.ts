@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdFor, openLedgerQueue } from '../../src/outbox/queue';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway';
+import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
