@@ -3,7 +3,7 @@
  * One test per recovery point, with the client's retry and without it (the completer).
  * Also: SIGTERM lets an in-flight request finish.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database';
 import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
@@ -11,6 +11,10 @@ import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway'
 import { createCharge } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
 import { waitForLeaseToLapse } from '../helpers/waits';
+
+// Each test starts one or two gateway processes: on a loaded two-core machine a start has taken
+// over 30 s, so the default 60 s per test is a deadline these tests can miss without a fault.
+vi.setConfig({ testTimeout: 180_000 });
 
 let environment: TestEnvironment;
 let database: DatabaseHandle;
