@@ -17,7 +17,7 @@ import {
   findCharge,
   listCharges,
 } from '../charges/charge-queries';
-import { attemptBucket } from '../platform/metrics';
+import { attemptBucket } from './metrics';
 import type { Merchant } from '../merchants/merchants';
 import { validateRefundInput, type RefundSnapshot } from '../charges/refund-charge';
 import { Charge, ChargeConnection, CreateChargeInput, Refund, RefundChargeInput } from './charge-types';
