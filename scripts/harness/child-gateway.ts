@@ -21,11 +21,16 @@ export interface ChildGateway {
 
 export async function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')], {
-    cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const exitWithParent = path.join(repoRoot, 'scripts', 'harness', 'exit-with-parent.ts');
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...env, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
