@@ -19,8 +19,23 @@ export interface ChildGateway {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
-  const port = await freePort();
+export interface ChildGatewayOptions {
+  /** A fixed port, so a restarted api is found where its proxy forwards; a free one otherwise. */
+  readonly port?: number;
+  /**
+   * How long to wait for /healthz. Generous by default: on a loaded machine (two cores shared by
+   * several suites) a cold start of tsx and the gateway's modules has taken over 30 s, and a
+   * deadline costs nothing when the start is quick.
+   */
+  readonly readyTimeoutMs?: number;
+}
+
+export async function startChildGateway(
+  env: Record<string, string>,
+  options: ChildGatewayOptions = {},
+): Promise<ChildGateway> {
+  const port = options.port ?? (await freePort());
+  const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
   const exitWithParent = path.join(repoRoot, 'scripts', 'harness', 'exit-with-parent.ts');
   const child = spawn(
     process.execPath,
@@ -32,15 +47,14 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     },
   );
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  // The last 64 KiB is plenty for a report; a long run under faults logs far more.
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-65_536));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   const url = `http://127.0.0.1:${port}`;
-  // Generous: on a loaded machine (two cores shared by several suites) a cold start of tsx and the
-  // gateway's modules has taken over 30 s. A deadline costs nothing when the start is quick.
-  const readyTimeoutMs = 90_000;
   const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
