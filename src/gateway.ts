@@ -15,8 +15,7 @@ import { ChargeService } from './charges/create-charge';
 import { RefundService } from './charges/refund-charge';
 import { Completer } from './charges/completer';
 import { AuditBuffer } from './idempotency/audit-buffer';
-import { IdempotencyStore } from './idempotency/idempotency-store';
-import { RedisIdempotencyStore } from './idempotency/redis-store';
+import { openIdempotencyStore } from './idempotency/open-idempotency-store';
 import { MerchantAuthenticator } from './merchants/merchants';
 import { MerchantRateLimits } from './merchants/rate-limits';
 import { openDatabase, type DatabaseHandle } from './platform/database';
@@ -68,16 +67,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     batchSizeMax: config.auditBatchSizeMax,
     onLost: (count) => metrics.auditRowsLost.inc(count),
   });
-  const idempotency = new IdempotencyStore(
-    database.prisma,
-    new RedisIdempotencyStore(redis, config.redisKeyPrefix, () => metrics.redisFallthroughs.inc()),
-    auditBuffer,
-    {
-      leaseMs: config.idempotencyLeaseMs,
-      responseTtlSeconds: config.idempotencyResponseTtlSeconds,
-      countOutcome: (outcome) => metrics.countOutcome(outcome),
-    },
-  );
+  const idempotency = openIdempotencyStore({ config, db: database.prisma, redis, auditBuffer, metrics, logger });
   const charges = new ChargeService({
     db: database.prisma,
     idempotency,
@@ -173,7 +163,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     }
     if (config.faults.has('drop_response')) app.use('/graphql', dropResponseFault);
     graphql = await createGraphqlServer({
-      services: { db: database.prisma, charges, refunds, metrics },
+      services: { db: database.prisma, charges, refunds, metrics, inFlightWaitMs: config.idempotencyInFlightWaitMs },
       authenticator,
       logger,
       isProduction: config.isProduction,
@@ -302,6 +292,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       purgeExpiredIdempotencyKeys(database.prisma, {
         retentionHours: config.idempotencyRetentionHours,
         batchSizeMax: config.idempotencyPurgeBatchSizeMax,
+        tombstoneDays: config.idempotencyTombstoneDays,
       }).then(
         (purged) => purged > 0 && logger.info({ purged }, 'purged idempotency keys past retention'),
         (error: unknown) => logger.warn({ err: error }, 'idempotency key purge failed'),
@@ -329,6 +320,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       for (const stopOne of stoppables) await stopOne();
       await graphql?.stop();
       await auditBuffer.close();
+      await idempotency.close();
       await acquirer.close();
       await ledgerQueue.close().catch(() => undefined);
       await deadLetterQueue.close().catch(() => undefined);

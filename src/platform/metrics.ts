@@ -62,6 +62,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly redisForgedAnswers = new Counter({
+    name: 'idempotency_redis_forged_total',
+    help: 'Idempotency values in Redis whose signature did not verify: ignored, Postgres decided.',
+    registers: [this.registry],
+  });
+
   readonly auditRowsLost = new Counter({
     name: 'idempotency_audit_rows_lost_total',
     help: 'Batched audit rows that could not be written (Postgres unavailable past the retry).',
@@ -168,4 +174,5 @@ const idempotencyOutcomes: readonly IdempotencyOutcome[] = [
   'mismatch',
   'missing',
   'released',
+  'expired',
 ];
