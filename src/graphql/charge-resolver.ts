@@ -25,7 +25,7 @@ import {
   findCharge,
   listCharges,
 } from '../charges/charge-queries';
-import { attemptBucket } from '../platform/metrics';
+import { attemptBucket } from './metrics';
 import type { Merchant } from '../merchants/merchants';
 import type { RefundSnapshot } from '../charges/refund-charge';
 import { Charge, ChargeConnection, CreateChargeInput, Refund, RefundChargeInput } from './charge-types';

@@ -6,7 +6,7 @@
 import type { Config } from '../config';
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
-import type { Metrics } from '../platform/metrics';
+import type { IdempotencyMetrics } from './metrics';
 import type { RedisClient } from '../platform/redis';
 import { createValueSigner, resolveRedisAnswerSecret } from '../platform/signed-value';
 import type { AuditBuffer } from './audit-buffer';
@@ -27,7 +27,7 @@ export interface IdempotencyStoreDependencies {
   readonly db: Database;
   readonly redis: RedisClient;
   readonly auditBuffer: AuditBuffer;
-  readonly metrics: Metrics;
+  readonly metrics: IdempotencyMetrics;
   readonly logger: Logger;
 }
 
