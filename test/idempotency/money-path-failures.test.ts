@@ -19,7 +19,7 @@ const refundMutation = `mutation Refund($input: RefundChargeInput!) { refundChar
 
 beforeAll(async () => {
   environment = await createTestEnvironment();
-  gateway = await startTestGateway(environment, { DATABASE_LOCK_TIMEOUT_MS: '300' });
+  gateway = await startTestGateway(environment, { DATABASE_LOCK_TIMEOUT_MS: '1500' });
 });
 afterAll(async () => {
   await gateway?.stop();
