@@ -1,6 +1,6 @@
 /**
  * Transport for charges: reads the context, calls the use case, shapes the answer. The order of
- * checks is the contract's (DESIGN.md §2): authentication, input validation, key format, then the
+ * checks is the contract's (docs/contract.md §2): authentication, input validation, key format, then the
  * idempotency store decides fingerprint and key state.
  */
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';

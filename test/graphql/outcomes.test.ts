@@ -1,5 +1,5 @@
 /**
- * Every row of DESIGN.md §2's outcome table, as HTTP requests against a running gateway:
+ * Every row of docs/contract.md §2's outcome table, as HTTP requests against a running gateway:
  * status, extensions.code, headers, and what was stored.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
