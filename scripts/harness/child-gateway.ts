@@ -22,7 +22,11 @@ export interface ChildGateway {
 export interface ChildGatewayOptions {
   /** A fixed port, so a restarted api is found where its proxy forwards; a free one otherwise. */
   readonly port?: number;
-  /** How long to wait for /healthz; a loaded machine may need more than the default 30 s. */
+  /**
+   * How long to wait for /healthz. Generous by default: on a loaded machine (two cores shared by
+   * several suites) a cold start of tsx and the gateway's modules has taken over 30 s, and a
+   * deadline costs nothing when the start is quick.
+   */
   readonly readyTimeoutMs?: number;
 }
 
@@ -31,12 +35,17 @@ export async function startChildGateway(
   options: ChildGatewayOptions = {},
 ): Promise<ChildGateway> {
   const port = options.port ?? (await freePort());
-  const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')], {
-    cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  const exitWithParent = path.join(repoRoot, 'scripts', 'harness', 'exit-with-parent.ts');
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...env, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
   // The last 64 KiB is plenty for a report; a long run under faults logs far more.
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-65_536));
