@@ -53,12 +53,59 @@ export default tseslint.config(
     },
   },
   {
-    // Scripts ship with the repository's tooling; tests may use them, never the reverse.
-    files: ['scripts/**'],
+    // Scripts and benches ship with the repository's tooling; tests may use them, never the reverse.
+    files: ['scripts/**', 'bench/**'],
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/test/**'], message: 'Scripts do not import from test/: use scripts/harness/.' }] },
+        {
+          patterns: [
+            { group: ['**/test/**'], message: 'Scripts and benches do not import from test/: use scripts/harness/.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The platform (pools, Redis, HTTP, metrics registry, lifecycle) knows nothing of the domain;
+    // each module registers its own metrics (docs/contract.md §7).
+    files: ['src/platform/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: [
+                '../acquirer/*',
+                '../admin/*',
+                '../charges/*',
+                '../client/*',
+                '../demo/*',
+                '../graphql/*',
+                '../idempotency/*',
+                '../ledger/*',
+                '../merchants/*',
+                '../outbox/*',
+                '../retry/*',
+                '../errors',
+                '../metrics',
+                '../gateway',
+              ],
+              message: 'src/platform/ imports nothing from the domain.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // A GraphQL plugin runs around every operation; it must not reach into one resolver's module.
+    files: ['src/graphql/plugins.ts', 'src/graphql/*-plugin.ts', 'src/graphql/plugins/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['./*-resolver', '../*-resolver'], message: 'A plugin does not import a resolver.' }] },
       ],
     },
   },

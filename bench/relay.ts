@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { migrate } from '../scripts/migrate';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
-import { insertChargeEvents, insertMerchant } from '../test/helpers/events';
+import { insertChargeEvents, insertMerchant } from '../scripts/harness/events';
 import { deleteKeysWithPrefix } from '../scripts/harness/redis';
 
 const events = Number(process.env.BENCH_BACKLOG_EVENTS ?? 18_000);

@@ -26,20 +26,9 @@ import {
   listCharges,
 } from '../charges/charge-queries';
 import { attemptBucket } from './metrics';
-import type { Merchant } from '../merchants/merchants';
 import type { RefundSnapshot } from '../charges/refund-charge';
 import { Charge, ChargeConnection, CreateChargeInput, Refund, RefundChargeInput } from './charge-types';
-import type { GatewayContext } from './context';
-
-export function requireMerchant(context: GatewayContext): Merchant {
-  if (context.merchant !== null) return context.merchant;
-  throw new GatewayError(
-    'UNAUTHENTICATED',
-    context.authProblem === 'unknown'
-      ? 'The API key in Authorization is not valid.'
-      : 'Send your API key as Authorization: Bearer <key>.',
-  );
-}
+import { requireMerchant, type GatewayContext } from './context';
 
 /** The request's Idempotency-Key; a missing or malformed one is counted as the outcome `missing`. */
 function keyOf(context: GatewayContext): string {

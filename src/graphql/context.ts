@@ -3,6 +3,7 @@
  * idempotency layer decided (read by the response plugin for headers and extensions).
  */
 import type { ChargeService } from '../charges/create-charge';
+import { GatewayError } from '../errors';
 import type { RefundService } from '../charges/refund-charge';
 import type { Merchant } from '../merchants/merchants';
 import type { Database } from '../platform/database';
@@ -43,4 +44,15 @@ export interface GatewayContext {
   idempotency: IdempotencyInfo | null;
   readonly services: GatewayServices;
   readonly logger: Logger;
+}
+
+/** The calling merchant, or UNAUTHENTICATED saying why (resolvers and the request guard share it). */
+export function requireMerchant(context: GatewayContext): Merchant {
+  if (context.merchant !== null) return context.merchant;
+  throw new GatewayError(
+    'UNAUTHENTICATED',
+    context.authProblem === 'unknown'
+      ? 'The API key in Authorization is not valid.'
+      : 'Send your API key as Authorization: Bearer <key>.',
+  );
 }

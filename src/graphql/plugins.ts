@@ -15,9 +15,8 @@ import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
 import { Kind, type FieldNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 import { GatewayError } from '../errors';
 import type { MerchantRateLimits } from '../merchants/rate-limits';
-import type { GatewayContext } from './context';
 import { httpAnswerFor } from './errors';
-import { requireMerchant } from './charge-resolver';
+import { requireMerchant, type GatewayContext } from './context';
 import { checkQueryCost, type QueryLimits } from './query-limits';
 
 export const moneyMovingFields: ReadonlySet<string> = new Set(['createCharge', 'refundCharge']);
