@@ -9,14 +9,16 @@
  * (scripts/simulation/invariants.ts). It exits non-zero on any violation, after printing the seed,
  * the command that runs it again, the timeline, the offending rows and the transcripts involved.
  */
+import { rm } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
+import { buildGateway } from './harness/build-gateway';
 import { startPrivatePostgres } from './harness/private-postgres';
 import { faultKinds, type FaultKind } from './simulation/plan';
 import { runSchedule, type ScheduleResult } from './simulation/schedule';
 
 export interface SimulationOptions {
-  readonly seed: number;
-  readonly schedules: number;
+  /** One schedule per seed; the CLI runs seed, seed + 1, … seed + schedules - 1. */
+  readonly seeds: readonly number[];
   readonly operations: number;
   readonly windowMs: number;
   readonly faultsPerMinute: number;
@@ -30,8 +32,7 @@ export interface SimulationSummary {
   readonly ok: boolean;
 }
 
-export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
-  schedules: 1,
+export const defaultSimulationOptions: Omit<SimulationOptions, 'seeds'> = {
   operations: 40,
   windowMs: 20_000,
   faultsPerMinute: 36,
@@ -64,12 +65,12 @@ export function summarize(results: readonly ScheduleResult[]): string {
 
 export async function runSimulation(options: SimulationOptions): Promise<SimulationSummary> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  log(`simulate: seed ${options.seed}, ${options.schedules} schedule(s) of ${options.operations} operations`);
-  const postgres = await startPrivatePostgres();
+  log(`simulate: seeds ${options.seeds.join(', ')}; ${options.operations} operations each`);
+  const [postgres, entry] = await Promise.all([startPrivatePostgres(), buildGateway()]);
   const results: ScheduleResult[] = [];
   try {
-    for (let index = 0; index < options.schedules; index += 1) {
-      const result = await runSchedule(postgres, { ...options, seed: options.seed + index, log });
+    for (const seed of options.seeds) {
+      const result = await runSchedule(postgres, entry, { ...options, seed, log });
       results.push(result);
       log(
         `schedule ${result.seed}: ${result.violations.length === 0 ? 'ok' : `${result.violations.length} VIOLATIONS`} in ${(result.durationMs / 1_000).toFixed(0)} s`,
@@ -78,6 +79,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     }
   } finally {
     await postgres.destroy();
+    await rm(entry, { force: true });
   }
   return { results, text: summarize(results), ok: results.every((result) => result.violations.length === 0) };
 }
@@ -90,9 +92,9 @@ function parseArguments(argv: readonly string[]): SimulationOptions {
     if (!Number.isSafeInteger(parsed) || parsed < 0) throw new Error(`--${name} needs a whole number`);
     return parsed;
   };
+  const seed = value('seed') ?? Math.floor(Math.random() * 1_000_000);
   return {
-    seed: value('seed') ?? Math.floor(Math.random() * 1_000_000),
-    schedules: value('schedules') ?? defaultSimulationOptions.schedules,
+    seeds: Array.from({ length: value('schedules') ?? 1 }, (_, index) => seed + index),
     operations: value('ops') ?? defaultSimulationOptions.operations,
     windowMs: value('window-ms') ?? defaultSimulationOptions.windowMs,
     faultsPerMinute: value('faults-per-minute') ?? defaultSimulationOptions.faultsPerMinute,

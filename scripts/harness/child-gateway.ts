@@ -24,6 +24,8 @@ export interface ChildGatewayOptions {
   readonly port?: number;
   /** How long to wait for /healthz; a loaded machine may need more than the default 30 s. */
   readonly readyTimeoutMs?: number;
+  /** A bundled entry point (scripts/harness/build-gateway.ts); src/main.ts through tsx otherwise. */
+  readonly entry?: string;
 }
 
 export async function startChildGateway(
@@ -32,7 +34,9 @@ export async function startChildGateway(
 ): Promise<ChildGateway> {
   const port = options.port ?? (await freePort());
   const readyTimeoutMs = options.readyTimeoutMs ?? 30_000;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')], {
+  const args =
+    options.entry === undefined ? ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')] : [options.entry];
+  const child = spawn(process.execPath, args, {
     cwd: repoRoot,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
