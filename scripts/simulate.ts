@@ -9,12 +9,14 @@
  * (scripts/simulation/invariants.ts). It exits non-zero on any violation, after printing the seed,
  * the command that runs it again, the timeline, the offending rows and the transcripts involved.
  */
-import { rm } from 'node:fs/promises';
-import { pathToFileURL } from 'node:url';
-import { buildGateway } from './harness/build-gateway';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startPrivatePostgres } from './harness/private-postgres';
 import { faultKinds, type FaultKind } from './simulation/plan';
 import { runSchedule, type ScheduleResult } from './simulation/schedule';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface SimulationOptions {
   /** One schedule per seed; the CLI runs seed, seed + 1, … seed + schedules - 1. */
@@ -66,11 +68,14 @@ export function summarize(results: readonly ScheduleResult[]): string {
 export async function runSimulation(options: SimulationOptions): Promise<SimulationSummary> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   log(`simulate: seeds ${options.seeds.join(', ')}; ${options.operations} operations each`);
-  const [postgres, entry] = await Promise.all([startPrivatePostgres(), buildGateway()]);
+  // The processes run the shipped build (node dist/main.js), as in production.
+  const build = spawnSync('npm', ['run', '-s', 'build:server'], { cwd: repoRoot, encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`npm run build:server failed:\n${build.stdout}${build.stderr}`);
+  const postgres = await startPrivatePostgres();
   const results: ScheduleResult[] = [];
   try {
     for (const seed of options.seeds) {
-      const result = await runSchedule(postgres, entry, { ...options, seed, log });
+      const result = await runSchedule(postgres, { ...options, seed, log });
       results.push(result);
       log(
         `schedule ${result.seed}: ${result.violations.length === 0 ? 'ok' : `${result.violations.length} VIOLATIONS`} in ${(result.durationMs / 1_000).toFixed(0)} s`,
@@ -79,7 +84,6 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     }
   } finally {
     await postgres.destroy();
-    await rm(entry, { force: true });
   }
   return { results, text: summarize(results), ok: results.every((result) => result.violations.length === 0) };
 }

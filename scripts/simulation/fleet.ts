@@ -33,8 +33,6 @@ export class Fleet {
   constructor(
     private readonly env: Record<string, string>,
     private readonly timeline: Timeline,
-    /** The bundled gateway (scripts/harness/build-gateway.ts). */
-    private readonly entry: string,
   ) {}
 
   async start(): Promise<void> {
@@ -101,7 +99,7 @@ export class Fleet {
       try {
         const child = await startChildGateway(
           { ...this.env, ROLE: roleOf(name) },
-          { port: this.ports.get(name), readyTimeoutMs: 300_000, entry: this.entry },
+          { port: this.ports.get(name), readyTimeoutMs: 300_000, built: true },
         );
         this.children.set(name, child);
         this.expectedExits.delete(name);

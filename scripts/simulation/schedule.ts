@@ -108,11 +108,7 @@ function countAnswers(records: readonly OperationRecord[]): Record<string, numbe
   return answers;
 }
 
-export async function runSchedule(
-  postgres: PrivatePostgres,
-  entry: string,
-  options: ScheduleOptions,
-): Promise<ScheduleResult> {
+export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOptions): Promise<ScheduleResult> {
   const startedAt = Date.now();
   const plan = planSchedule({ ...options, lockTimeoutMs });
   const databaseName = `sim_${options.seed}_${randomBytes(3).toString('hex')}`;
@@ -135,7 +131,7 @@ export async function runSchedule(
   const redis = await startPrivateRedis();
   const adminToken = randomBytes(16).toString('hex');
   const timeline = new Timeline(options.log);
-  const fleet = new Fleet(fleetEnvironment(databaseUrl, redis.url, adminToken), timeline, entry);
+  const fleet = new Fleet(fleetEnvironment(databaseUrl, redis.url, adminToken), timeline);
   const database = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   database.on('error', () => undefined);
   try {
