@@ -34,6 +34,7 @@ import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
 import { RedisTokenBucketStore } from './retry/redis-token-bucket';
 import { RetryBudget } from './retry/token-bucket';
 import { CallSiteAdmission } from './retry/call-site-admission';
+import { createValueSigner, resolveRedisAnswerSecret } from './platform/signed-value';
 
 /** tok_slow's delay: long enough for a test to send a concurrent request, short of the timeout. */
 const simulatedSlowMs = 800;
@@ -244,6 +245,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         logger,
         onPublished: (count) => metrics.relayPublished.inc(count),
         onPublishFailed: () => metrics.relayPublishFailures.inc(),
+        onRepublished: (count, reason) => metrics.outboxRepublished.inc({ reason }, count),
+        onBudgetExhausted: () => metrics.retryBudgetDelays.inc({ call_site: relayPublishCallSite }),
       },
       {
         databaseUrl: config.databaseUrl,
@@ -253,6 +256,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         ratePerSecond: config.relayRatePerSecond,
         faults: config.faults,
         publishTimeoutMs: Math.max(1_000, Math.floor(config.relayClaimLeaseMs / 3)),
+        sweeper: { graceMs: config.sweeperGraceMs, intervalMs: config.sweeperIntervalMs },
       },
     );
     await relay.start();
@@ -266,6 +270,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         db: database.prisma,
         queueConnection: queueRedis,
         redis,
+        signer: createValueSigner(resolveRedisAnswerSecret(config.redisAnswerSecret)),
         admission: new CallSiteAdmission(redis, retryBudget, {
           keyPrefix: config.redisKeyPrefix,
           callSite: ledgerApplyCallSite,
@@ -282,6 +287,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         onAttempt: () => metrics.ledgerApplyAttempts.inc(),
         onDeadLetter: (reason) => metrics.deadLetters.inc({ reason }),
         onBudgetDelay: () => metrics.retryBudgetDelays.inc({ call_site: ledgerApplyCallSite }),
+        onHeld: (reason) => metrics.ledgerJobsHeld.inc({ reason }),
+        onDoneMarkerRejected: () => metrics.doneMarkersRejected.inc(),
       },
       {
         prefix: config.queuePrefix,
@@ -294,6 +301,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
         lockDurationMs: config.workerLockDurationMs,
         retryBudgetEmptyDelayMs: config.retryBudgetEmptyDelayMs,
         outageUntilMs: config.faultLedgerOutageMs > 0 ? Date.now() + config.faultLedgerOutageMs : 0,
+        shutdownGraceMs: config.shutdownGraceMs,
+        bugFault: config.faults.has('ledger_bug'),
       },
     );
     worker.start();

@@ -107,6 +107,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly ledgerJobsHeld = new Counter({
+    name: 'ledger_jobs_held_total',
+    help: 'Ledger jobs delayed without spending an attempt, by why: infrastructure down, a refund waiting for its charge, or a held call site.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly doneMarkersRejected = new Counter({
+    name: 'ledger_done_markers_rejected_total',
+    help: 'Redis done markers that failed signature verification and were ignored (the inbox decided).',
+    registers: [this.registry],
+  });
+
+  readonly outboxRepublished = new Counter({
+    name: 'outbox_republished_total',
+    help: 'Outbox events published again because they were published but never applied, by reason.',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly relayPublished = new Counter({
     name: 'relay_published_events_total',
     help: 'Outbox events this relay published to the queue (rate() is the publish rate).',
@@ -153,6 +173,8 @@ export class Metrics {
     for (const reason of ['final', 'exhausted']) this.deadLetters.inc({ reason }, 0);
     for (const caughtBy of ['redis_marker', 'inbox_row']) this.inboxDuplicates.inc({ caught_by: caughtBy }, 0);
     for (const callSite of ['ledger.apply', 'relay.publish']) this.retryBudgetDelays.inc({ call_site: callSite }, 0);
+    for (const reason of ['infrastructure', 'order', 'budget']) this.ledgerJobsHeld.inc({ reason }, 0);
+    this.outboxRepublished.inc({ reason: 'unapplied_after_grace' }, 0);
   }
 
   countOutcome(outcome: IdempotencyOutcome): void {
