@@ -53,6 +53,16 @@ export default tseslint.config(
     },
   },
   {
+    // Scripts ship with the repository's tooling; tests may use them, never the reverse.
+    files: ['scripts/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/test/**'], message: 'Scripts do not import from test/: use scripts/harness/.' }] },
+      ],
+    },
+  },
+  {
     files: ['src/client/**'],
     rules: {
       'no-restricted-imports': [

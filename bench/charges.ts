@@ -21,8 +21,8 @@ import pg from 'pg';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { migrate } from '../scripts/migrate';
-import { startChildGateway } from '../test/helpers/child-gateway';
-import { deleteKeysWithPrefix, freePort } from '../test/helpers/redis';
+import { startChildGateway } from '../scripts/harness/child-gateway';
+import { deleteKeysWithPrefix, freePort } from '../scripts/harness/redis';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const seconds = Number(process.env.BENCH_SECONDS ?? 5);

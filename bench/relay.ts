@@ -10,9 +10,9 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { migrate } from '../scripts/migrate';
-import { startChildGateway, type ChildGateway } from '../test/helpers/child-gateway';
+import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../test/helpers/events';
-import { deleteKeysWithPrefix } from '../test/helpers/redis';
+import { deleteKeysWithPrefix } from '../scripts/harness/redis';
 
 const events = Number(process.env.BENCH_BACKLOG_EVENTS ?? 18_000);
 const cap = Number(process.env.BENCH_RELAY_CAP ?? 2_000);

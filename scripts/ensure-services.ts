@@ -73,7 +73,7 @@ function run(command: string, args: string[], timeoutMs = 60_000): { ok: boolean
   return { ok: result.status === 0, output: `${result.stdout ?? ''}${result.stderr ?? ''}` };
 }
 
-function findPostgresBinary(name: string): string | undefined {
+export function findPostgresBinary(name: string): string | undefined {
   const onPath = run('sh', ['-c', `command -v ${name}`]);
   if (onPath.ok && onPath.output.trim() !== '') return onPath.output.trim();
   const base = '/usr/lib/postgresql';
@@ -119,7 +119,7 @@ function withPort(url: string, port: number, host = '127.0.0.1'): string {
 }
 
 /** Postgres refuses to run as root: run its binaries as the `postgres` user when we are root. */
-function asPostgresUser(binary: string, args: string[]): { command: string; args: string[] } {
+export function asPostgresUser(binary: string, args: string[]): { command: string; args: string[] } {
   if (process.getuid?.() !== 0) return { command: binary, args };
   return { command: 'runuser', args: ['-u', 'postgres', '--', binary, ...args] };
 }

@@ -22,9 +22,9 @@ import { GatewayClient, type AttemptRecord } from '../src/client/index';
 import { RetryBudget, MemoryTokenBucketStore } from '../src/retry/token-bucket';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
-import { startChildGateway, type ChildGateway } from '../test/helpers/child-gateway';
-import { startLossyProxy, type LossyProxy } from '../test/helpers/lossy-proxy';
-import { deleteKeysWithPrefix } from '../test/helpers/redis';
+import { startChildGateway, type ChildGateway } from './harness/child-gateway';
+import { startLossyProxy, type LossyProxy } from './harness/lossy-proxy';
+import { deleteKeysWithPrefix } from './harness/redis';
 import { migrate } from './migrate';
 import { jobIdFor, openLedgerQueue } from '../src/outbox/queue';
 

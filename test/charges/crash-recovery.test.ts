@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway';
+import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';

@@ -6,7 +6,7 @@ import { ApolloClient, InMemoryCache, gql } from '@apollo/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClientRequestError, GatewayClient, createGatewayLink, type AttemptRecord } from '../../src/client/index';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
-import { startLossyProxy, type LossyProxy } from '../helpers/lossy-proxy';
+import { startLossyProxy, type LossyProxy } from '../../scripts/harness/lossy-proxy';
 
 let environment: TestEnvironment;
 let gateway: TestGateway;

@@ -2,6 +2,10 @@
  * The /demo checkout page in a real browser (Debian's Chromium, driven by playwright-core):
  * double clicks, five fast clicks, a lost response, a decline and a reload mid-checkout each end
  * in one charge, counted in the database. Each test saves a screenshot to test-artifacts/.
+ *
+ * No fixed sleeps (docs/testing.md): a test clicks only once the page's script is ready, and
+ * counts charges only once every mutation it started has had its last answer, so no request of
+ * its own can still be on its way to the gateway.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -61,12 +65,60 @@ afterAll(async () => {
 
 const charges = () => environment.database.count("SELECT count(*) FROM charges WHERE merchant_id = 'mer_demo'");
 
+/**
+ * The Pay handler exists only once the page's module has fetched /demo/config.json. It un-hides
+ * the lose-the-response toggle (on here: FAULTS=drop_response) in the same synchronous step that
+ * attaches the handler, so a visible toggle means a click will be heard. A click before that is
+ * lost, and the page still shows no key.
+ */
+async function waitForPageReady(current: Page): Promise<void> {
+  await current.locator('#drop-toggle').waitFor({ state: 'visible', timeout: 20_000 });
+}
+
+async function fillBasket(current: Page, amount: number, source: string): Promise<void> {
+  await waitForPageReady(current);
+  await current.fill('#amount', String(amount));
+  await current.selectOption('#source', source);
+}
+
 async function openCheckout(amount: number, source = 'tok_visa'): Promise<Page> {
   page = await browser.newPage();
   await page.goto(`${gateway.url}/demo`);
-  await page.fill('#amount', String(amount));
-  await page.selectOption('#source', source);
+  await fillBasket(page, amount, source);
   return page;
+}
+
+/**
+ * Waits until `mutations` of the page's mutations have had their last attempt, read from the
+ * attempts table the page renders from the client's transcript: an answer the client does not
+ * retry (not a network error, 409, 429 or 5xx), or the sixth attempt. The retry budget (20
+ * tokens, refilled at 1 a second) covers five mutations' five retries each, so each one ends in
+ * such a row. After that no request of this page can still reach the gateway.
+ */
+async function waitForLastAttempts(current: Page, mutations: number): Promise<void> {
+  await current.waitForFunction(
+    (expected) =>
+      Array.from(document.querySelectorAll('#attempts tr')).filter((row) => {
+        const cells = Array.from(row.querySelectorAll('td'), (cell) => cell.textContent ?? '');
+        const status = cells[3] ?? '';
+        const retried = status === 'network-error' || ['409', '429'].includes(status) || Number(status) >= 500;
+        return !retried || cells[0] === '6';
+      }).length >= expected,
+    mutations,
+    { timeout: 30_000 },
+  );
+}
+
+/** Waits until the gateway has finished every key of the demo merchant (none still in progress). */
+async function waitForKeysFinished(): Promise<void> {
+  await waitFor(
+    async () =>
+      (await environment.database.count(
+        "SELECT count(*) FROM idempotency_keys WHERE merchant_id = 'mer_demo' AND state = 'IN_PROGRESS'",
+      )) === 0,
+    20_000,
+    'every demo key to finish',
+  );
 }
 
 async function outcome(): Promise<string> {
@@ -91,7 +143,8 @@ describe('the checkout page', () => {
       10_000,
       'the charge on the page',
     );
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // any second answer lands too
+    await waitForLastAttempts(page, 2); // the second click's answer lands too
+    await waitForKeysFinished();
     expect(await charges()).toBe(before + 1);
     expect(await page.locator('#charge').count()).toBe(1);
   });
@@ -101,7 +154,8 @@ describe('the checkout page', () => {
     const page = await openCheckout(1_102, 'tok_slow');
     for (let click = 0; click < 5; click += 1) await page.click('#pay');
     expect(await outcome()).toBe('approved');
-    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    await waitForLastAttempts(page, 5);
+    await waitForKeysFinished();
     expect(await charges()).toBe(before + 1);
     const keys = await environment.database.count(
       "SELECT count(DISTINCT key) FROM idempotency_audit WHERE merchant_id = 'mer_demo' AND request_payload LIKE '%1102%'",
@@ -138,6 +192,12 @@ describe('the checkout page', () => {
     // with the same declined card: declined again, never a success, and one charge row per attempt.
     await page.click('#pay');
     expect(await outcome()).toBe('declined');
+    await waitForLastAttempts(page, 2);
+    expect(
+      await environment.database.count(
+        "SELECT count(*) FROM charges WHERE merchant_id = 'mer_demo' AND status = 'FAILED' AND amount = 1104",
+      ),
+    ).toBe(2);
     expect(
       await environment.database.count(
         "SELECT count(*) FROM charges WHERE merchant_id = 'mer_demo' AND status = 'SUCCEEDED' AND amount = 1104",
@@ -149,15 +209,31 @@ describe('the checkout page', () => {
     const before = await charges();
     const page = await openCheckout(1_105, 'tok_slow');
     await page.click('#pay');
-    const key = await page.textContent('#key');
+    const key = (await page.textContent('#key')) ?? '';
+    expect(key).toMatch(/^[0-9a-f-]{36}$/);
+    // Reload only once the first request holds the key at the gateway: the middle of the checkout.
+    await waitFor(
+      async () =>
+        (await environment.database.count(
+          "SELECT count(*) FROM idempotency_keys WHERE merchant_id = 'mer_demo' AND key = $1",
+          [key],
+        )) === 1,
+      20_000,
+      'the first request to claim the key',
+    );
     await page.reload();
-    await page.fill('#amount', '1105');
-    await page.selectOption('#source', 'tok_slow');
+    await fillBasket(page, 1_105, 'tok_slow');
     await page.click('#pay');
     expect(await page.textContent('#key')).toBe(key);
     expect(await outcome()).toBe('approved');
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await waitForKeysFinished();
     expect(await charges()).toBe(before + 1);
+    expect(
+      await environment.database.count(
+        'SELECT count(*) FROM charges c JOIN idempotency_keys k ON k.id = c.idempotency_key_id WHERE k.key = $1',
+        [key],
+      ),
+    ).toBe(1);
   });
 });
 

@@ -8,7 +8,7 @@ import { startGateway, type Gateway } from '../../src/gateway';
 import { createLogger } from '../../src/platform/logger';
 import { createMerchant } from '../../src/merchants/merchants';
 import { createTestDatabase, type TestDatabase } from './database';
-import { deleteKeysWithPrefix, newKeyPrefix } from './redis';
+import { deleteKeysWithPrefix, newKeyPrefix } from '../../scripts/harness/redis';
 
 export interface TestEnvironment {
   readonly database: TestDatabase;

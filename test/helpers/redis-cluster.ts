@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort } from './redis';
+import { freePort } from '../../scripts/harness/redis';
 
 export interface PrivateCluster {
   readonly nodes: string;

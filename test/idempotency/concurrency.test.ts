@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { createCharge, type GraphqlAnswer } from '../helpers/http';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/redis';
+import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 
 type ChargeAnswer = GraphqlAnswer<{ createCharge: Record<string, unknown> | null }>;
 const input = { amount: 2500, currency: 'USD', source: 'tok_visa' };

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { expectLedgerConsistent, waitForLedgerToCatchUp } from '../helpers/ledger';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/redis';
+import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 
 const events = Number(process.env.BACKLOG_EVENTS ?? 18_000);
 const ratePerSecond = 3_000;

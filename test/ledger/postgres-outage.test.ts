@@ -8,21 +8,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
-import { startPrivatePostgres, type PrivatePostgres } from '../helpers/private-postgres';
+import { startPrivateTestDatabase, type PrivateTestDatabase } from '../helpers/private-postgres';
 
 let environment: TestEnvironment;
-let postgres: PrivatePostgres;
+let postgres: PrivateTestDatabase;
 let gateway: TestGateway | undefined;
 const outageMs = 15_000;
 
 beforeAll(async () => {
   environment = await createTestEnvironment();
-  postgres = await startPrivatePostgres();
+  postgres = await startPrivateTestDatabase();
 });
 afterAll(async () => {
   await gateway?.stop();
-  await postgres?.database.drop();
-  postgres?.destroy();
+  await postgres?.destroy();
   await environment?.cleanup();
 });
 
@@ -38,7 +37,7 @@ describe('when Postgres is down for 15 s with ledger jobs in flight', () => {
     const events = 200;
     const database = postgres.database;
     gateway = await startTestGateway(environment, {
-      DATABASE_URL: postgres.url,
+      DATABASE_URL: postgres.database.url,
       ROLE: 'all',
       // Slow enough that jobs are still queued when Postgres stops; the defaults for attempts and
       // backoff (5 attempts, 200 ms base) would spend every attempt in about 3 s.
@@ -55,11 +54,11 @@ describe('when Postgres is down for 15 s with ledger jobs in flight', () => {
       'the first effects',
     );
 
-    postgres.stop();
+    await postgres.server.stop('fast');
     const stoppedAt = Date.now();
     await waitFor(async () => (await counter('ledger_jobs_held_total', { reason: 'infrastructure' })) > 0, 10_000);
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, outageMs - (Date.now() - stoppedAt))));
-    postgres.start();
+    await postgres.server.start();
 
     await waitForLedgerToCatchUp(database, 45_000);
     expect(await database.count('SELECT count(*) FROM ledger_transactions')).toBe(events);

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
-import { startPrivateRedis, type PrivateRedis } from '../helpers/redis';
+import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 
 let redis: PrivateRedis;
 let environment: TestEnvironment;

@@ -5,7 +5,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdFor, openLedgerQueue } from '../../src/outbox/queue';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway';
+import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
@@ -54,8 +54,11 @@ describe('when the relay dies between publishing and marking', () => {
       20_000,
       'first delivery',
     );
+    // The inbox row commits before BullMQ moves its job to completed: wait for all 20 there, or a
+    // job still active would survive the removal and swallow its second publish (same jobId).
+    await waitFor(async () => (await queue.getJobCounts('completed')).completed === 20, 20_000, 'jobs completed');
     for (const job of await queue.getJobs(['completed'])) await job.remove();
-    expect(await queue.getJob(jobIdFor(published[0]!.data.eventUid!))).toBeUndefined();
+    for (const job of published) expect(await queue.getJob(jobIdFor(job.data.eventUid!))).toBeUndefined();
 
     const relay = await startChildGateway(environment.env(relayEnv));
     children.push(relay);
@@ -65,6 +68,14 @@ describe('when the relay dies between publishing and marking', () => {
       20_000,
       'the restarted relay to publish and mark',
     );
+    // The relay counts a batch only after its mark commits, so the rows can be marked a moment
+    // before the counter moves: wait for it. It is the only relay alive (the doomed one exited
+    // above), so the count it reaches is every republished event, and no more.
+    await waitFor(
+      async () => (await scrape(relay, 'relay_published_events_total')) >= 20,
+      20_000,
+      'the restarted relay to count what it published',
+    );
     expect(await scrape(relay, 'relay_published_events_total')).toBe(20);
     await waitFor(
       async () => (await scrape(worker, 'inbox_duplicates_total')) >= 20,
@@ -72,7 +83,9 @@ describe('when the relay dies between publishing and marking', () => {
       'the worker to skip the second delivery',
     );
     await waitForLedgerToCatchUp(environment.database);
+    expect(await environment.database.count('SELECT count(*) FROM inbox_events')).toBe(20);
     expect(await environment.database.count('SELECT count(*) FROM ledger_transactions')).toBe(20);
+    // Counted inside each first-delivery job, before BullMQ completed it (waited for above).
     expect(await scrape(worker, 'ledger_effects_applied_total')).toBe(20);
     await expectLedgerConsistent(environment.database);
     await queue.close();

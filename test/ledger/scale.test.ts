@@ -2,7 +2,7 @@
  * Two relays and two workers (real processes) over 2,000 events: every event applied once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway';
+import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { expectLedgerConsistent, waitForLedgerToCatchUp } from '../helpers/ledger';

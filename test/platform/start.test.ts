@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
-import { freePort } from '../helpers/redis';
+import { freePort } from '../../scripts/harness/redis';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 let environment: TestEnvironment;

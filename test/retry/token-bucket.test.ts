@@ -7,7 +7,7 @@ import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { RedisTokenBucketStore } from '../../src/retry/redis-token-bucket';
 import { MemoryTokenBucketStore, RetryBudget, deposit, refill, take } from '../../src/retry/token-bucket';
-import { deleteKeysWithPrefix } from '../helpers/redis';
+import { deleteKeysWithPrefix } from '../../scripts/harness/redis';
 
 const prefix = `t_${randomBytes(5).toString('hex')}`;
 const redis = new Redis(inject('redisUrl'));

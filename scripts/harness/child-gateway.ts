@@ -1,5 +1,6 @@
 /**
- * A gateway in a child process, for tests that kill it for real (SIGKILL) or stop it (SIGTERM).
+ * A gateway in a child process, for tests and scripts that kill it for real (SIGKILL) or stop it
+ * (SIGTERM). Lives under scripts/ because scripts never import from test/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';

@@ -1,6 +1,7 @@
 /**
- * Redis for tests: a key prefix per test file on the shared server (cleaned with SCAN, never
- * FLUSH), or a private `redis-server` on a free port for tests that stop Redis.
+ * Redis for tests and the scripts that prove things (prove, simulate, bench): a key prefix per
+ * test file on the shared server (cleaned with SCAN, never FLUSH), or a private `redis-server` on
+ * a free port for runs that stop Redis.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
