@@ -25,6 +25,7 @@ import { Metrics } from './platform/metrics';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
 import { createAdminRouter } from './admin/admin-server';
+import { addReconciliationGauge } from './admin/reconciliation';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
 import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
@@ -162,6 +163,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
           deadLetterQueue,
           retentionHours: config.idempotencyRetentionHours,
           purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
+          reconciliationGraceMs: config.reconciliationGraceMs,
         },
       });
       app.use(admin.router);
@@ -261,6 +263,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     );
     await relay.start();
     addOutboxGauges(metrics, database);
+    addReconciliationGauge(metrics, database.prisma, config.reconciliationGraceMs);
   }
 
   let worker: LedgerWorker | undefined;

@@ -90,5 +90,5 @@ describe('when the relay dies between publishing and marking', () => {
     await expectLedgerConsistent(environment.database);
     await queue.close();
     connection.disconnect();
-  });
+  }, 120_000); // Three child processes start in turn: about 20 s each on a loaded 2-core machine.
 });
