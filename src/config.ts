@@ -1,7 +1,7 @@
 /**
  * Configuration: the environment, parsed once at start into a typed, frozen object.
  * A bad value throws a ConfigError naming the variable, and main() stops the process with it.
- * The variable names in DESIGN.md §8 are a contract; the rest are ours and documented in
+ * The variable names in docs/contract.md §8 are a contract; the rest are ours and documented in
  * docs/configuration.md.
  */
 
@@ -51,7 +51,7 @@ export interface Config {
   readonly databaseLockTimeoutMs: number;
   /** How long an in-flight key is held. Longer than the acquirer's timeout, so a live holder keeps it. */
   readonly idempotencyLeaseMs: number;
-  /** How long a completed response is kept in Redis (DESIGN.md §3: 24 hours). */
+  /** How long a completed response is kept in Redis (docs/contract.md §3: 24 hours). */
   readonly idempotencyResponseTtlSeconds: number;
   /** How long finished keys stay in Postgres before retention may purge them. */
   readonly idempotencyRetentionHours: number;
@@ -110,7 +110,7 @@ export interface Config {
   readonly acquirerSimulatedInProduction: boolean;
   /** Signs every Redis answer and done marker (HMAC). Required in production; outside it, see platform/redis-answer-secret.ts. */
   readonly redisAnswerSecret: string | undefined;
-  /** Port of the /metrics listener; 0 serves /metrics on PORT (outside production only). */
+  /** Port of the /metrics listener; 0: on PORT outside production, any free port of its own in production. */
   readonly metricsPort: number;
   /** Host the metrics listener binds to. */
   readonly metricsHost: string;
@@ -123,6 +123,29 @@ export interface Config {
   readonly sweeperIntervalMs: number;
   /** Reconciliation facts count only rows older than this, so work in flight is not reported. */
   readonly reconciliationGraceMs: number;
+  // --- Security limits (docs/security.md). ---
+  /** Lexical tokens a GraphQL query may have. */
+  readonly queryTokensMax: number;
+  /** Selections a GraphQL operation may make once its fragments are expanded. */
+  readonly querySelectionsMax: number;
+  /** Aliased fields a GraphQL operation may have. */
+  readonly queryAliasesMax: number;
+  /** Failed or missing authentications a client address may make per minute before 429. */
+  readonly authFailuresPerMinute: number;
+  /** Wrong admin tokens a client address may send per minute before 429. */
+  readonly adminAuthFailuresPerMinute: number;
+  /** Entries in the per-process API-key cache (least recently used go first). */
+  readonly merchantCacheEntriesMax: number;
+  /** Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client address. */
+  readonly trustProxyHops: number;
+  /** A client must send its request headers within this long. */
+  readonly httpHeadersTimeoutMs: number;
+  /** A client must send its whole request (headers and body) within this long. */
+  readonly httpRequestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this long. */
+  readonly httpKeepAliveTimeoutMs: number;
+  /** Open connections per process; past it, new ones are closed at once. */
+  readonly httpConnectionsMax: number;
 }
 
 export type AcquirerName = 'simulated';
@@ -243,6 +266,52 @@ function readRedisAnswerSecret(env: Env, isProduction: boolean): string | undefi
   return value;
 }
 
+type SecurityLimits = Pick<
+  Config,
+  | 'queryTokensMax'
+  | 'querySelectionsMax'
+  | 'queryAliasesMax'
+  | 'authFailuresPerMinute'
+  | 'adminAuthFailuresPerMinute'
+  | 'merchantCacheEntriesMax'
+  | 'trustProxyHops'
+  | 'httpHeadersTimeoutMs'
+  | 'httpRequestTimeoutMs'
+  | 'httpKeepAliveTimeoutMs'
+  | 'httpConnectionsMax'
+>;
+
+function readSecurityLimits(env: Env): SecurityLimits {
+  // 10 s for headers: a real client sends them in one packet; a trickling one is cut off early.
+  const httpHeadersTimeoutMs = readInteger(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 120_000);
+  // 30 s for a whole request: the body is at most REQUEST_BODY_BYTES_MAX, seconds on a slow link.
+  const httpRequestTimeoutMs = readInteger(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 600_000);
+  if (httpHeadersTimeoutMs > httpRequestTimeoutMs) {
+    throw new ConfigError(
+      'HTTP_HEADERS_TIMEOUT_MS',
+      `must not exceed HTTP_REQUEST_TIMEOUT_MS (${httpRequestTimeoutMs})`,
+    );
+  }
+  return {
+    // 2,000 tokens: the largest legitimate operation (Sandbox's introspection) has about 300.
+    queryTokensMax: readInteger(env, 'QUERY_TOKENS_MAX', 2_000, 100, 1_000_000),
+    // 1,000 selections: a page of charges with every field is about 20; fragments multiply it.
+    querySelectionsMax: readInteger(env, 'QUERY_SELECTIONS_MAX', 1_000, 10, 1_000_000),
+    queryAliasesMax: readInteger(env, 'QUERY_ALIASES_MAX', 30, 0, 10_000),
+    // 60 a minute: a client with a wrong key finds out long before; a key guesser gets nowhere.
+    authFailuresPerMinute: readInteger(env, 'AUTH_FAILURES_PER_MINUTE', 60, 1, 1_000_000),
+    adminAuthFailuresPerMinute: readInteger(env, 'ADMIN_AUTH_FAILURES_PER_MINUTE', 10, 1, 1_000_000),
+    merchantCacheEntriesMax: readInteger(env, 'MERCHANT_CACHE_ENTRIES_MAX', 10_000, 1, 10_000_000),
+    trustProxyHops: readInteger(env, 'TRUST_PROXY_HOPS', 0, 0, 10),
+    httpHeadersTimeoutMs,
+    httpRequestTimeoutMs,
+    // 5 s, Node's own default, now explicit; behind a load balancer keep it above the balancer's idle timeout.
+    httpKeepAliveTimeoutMs: readInteger(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    // 1,000 connections: far above what the database pool serves at once; the rest are refused.
+    httpConnectionsMax: readInteger(env, 'HTTP_CONNECTIONS_MAX', 1_000, 1, 1_000_000),
+  };
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const nodeEnv = readString(env, 'NODE_ENV', 'development');
   const isProduction = nodeEnv === 'production';
@@ -297,8 +366,10 @@ export function loadConfig(env: Env = process.env): Config {
     auditBatchSizeMax: readInteger(env, 'AUDIT_BATCH_SIZE_MAX', 500, 1, 10_000),
     // 64 KiB holds the largest valid charge (500-character description, 8 KiB of metadata) many times over.
     requestBodyBytesMax: readInteger(env, 'REQUEST_BODY_BYTES_MAX', 65_536, 1_024, 10_485_760),
-    queryDepthMax: readInteger(env, 'QUERY_DEPTH_MAX', 12, 2, 100),
-    queryComplexityMax: readInteger(env, 'QUERY_COMPLEXITY_MAX', 1_000, 10, 1_000_000),
+    // 16: the standard introspection query (Sandbox, code generators) nests 15 levels; our own types 5.
+    queryDepthMax: readInteger(env, 'QUERY_DEPTH_MAX', 16, 2, 100),
+    // 5,000 points: three full pages of charges (first: 100, every field) and then some.
+    queryComplexityMax: readInteger(env, 'QUERY_COMPLEXITY_MAX', 5_000, 10, 1_000_000),
     // A revoked key keeps working for at most this long in a process that cached it.
     merchantCacheTtlMs: readInteger(env, 'MERCHANT_CACHE_TTL_MS', 5_000, 0, 300_000),
     shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 120_000),
@@ -336,6 +407,7 @@ export function loadConfig(env: Env = process.env): Config {
     sweeperGraceMs: readInteger(env, 'SWEEPER_GRACE_MS', 60_000, 100, 86_400_000),
     sweeperIntervalMs: readInteger(env, 'SWEEPER_INTERVAL_MS', 10_000, 50, 3_600_000),
     reconciliationGraceMs: readInteger(env, 'RECONCILIATION_GRACE_MS', 300_000, 0, 86_400_000),
+    ...readSecurityLimits(env),
   };
   return Object.freeze(config);
 }

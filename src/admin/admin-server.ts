@@ -10,8 +10,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { errorCodes } from '../errors';
-import { formatError, httpAnswerFor } from '../graphql/errors';
+import { GatewayError } from '../errors';
+import { formatError, httpAnswerFor, sendGatewayError } from '../graphql/errors';
 import { hashApiKey, type MerchantAuthenticator } from '../merchants/merchants';
 import { adminActor, buildAdminSchema, type AdminContext } from './admin-schema';
 
@@ -33,7 +33,7 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 function refuse(response: Response, code: 'UNAUTHENTICATED' | 'FORBIDDEN', message: string): void {
-  response.status(errorCodes[code].httpStatus).json({ errors: [{ message, extensions: { code } }] });
+  sendGatewayError(response, new GatewayError(code, message));
 }
 
 const statusPlugin: ApolloServerPlugin<AdminContext> = {
@@ -55,6 +55,10 @@ export async function createAdminRouter(
     formatError,
     introspection: !options.isProduction,
     includeStacktraceInErrorResponses: false,
+    // Apollo's own signal handler would stop it and re-raise SIGTERM mid-drain (see graphql/server.ts).
+    // No drain plugin here: the public server drains the shared HTTP server, and a second drain
+    // would close it twice (the second close never calls back).
+    stopOnTerminationSignals: false,
     plugins: [statusPlugin],
   });
   await apollo.start();

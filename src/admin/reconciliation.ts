@@ -13,7 +13,7 @@
  *   healthy                      all of these empty, nothing missing or duplicated, balanced
  */
 import type { Database } from '../platform/database';
-import type { Metrics } from '../platform/metrics';
+import type { MetricsRegistry } from '../platform/metrics';
 
 export interface ReconciliationReport {
   readonly chargesSucceeded: number;
@@ -165,7 +165,7 @@ const gaugeRefreshIntervalMs = 30_000;
  * the report's list size). Read at scrape time, at most every 30 s; when Postgres cannot answer
  * the gauge keeps its last values (and `absent()`/`up` alerts cover a dead process).
  */
-export function addReconciliationGauge(metrics: Metrics, db: Database, graceMs: number): void {
+export function addReconciliationGauge(metrics: MetricsRegistry, db: Database, graceMs: number): void {
   let last: { atMs: number; result: FullReconciliation } | undefined;
   metrics.addGauge(
     'reconciliation_issues',

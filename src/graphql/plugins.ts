@@ -4,100 +4,55 @@
  * Guard (didResolveOperation, before any resolver runs):
  *   - authentication: an operation that selects anything but introspection needs a merchant (401),
  *     then the merchant's request limit (429 RATE_LIMITED with Retry-After);
+ *   - an unknown operationName: 400 BAD_REQUEST;
  *   - at most one money-moving field per keyed operation (400 IDEMPOTENCY_KEY_AMBIGUOUS);
- *   - depth and size limits (400 BAD_REQUEST), measured once per parsed document: the field
- *     count, fragments expanded and @skip/@include ignored, bounds what any variables can select.
+ *   - the query's cost with its variables (400 BAD_REQUEST), see query-limits.ts; the structural
+ *     limits (tokens, expanded selections, depth, aliases) already ran as validation rules.
  * Response (willSendResponse): HTTP status and Retry-After from the error code list,
  *   Idempotent-Replayed and `extensions.idempotency` for keyed mutations, and request latency.
  */
 import type { ApolloServerPlugin, GraphQLRequestContext } from '@apollo/server';
-import {
-  Kind,
-  type FieldNode,
-  type FragmentDefinitionNode,
-  type OperationDefinitionNode,
-  type SelectionSetNode,
-} from 'graphql';
+import { Kind, type FieldNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 import { GatewayError } from '../errors';
 import type { MerchantRateLimits } from '../merchants/rate-limits';
 import type { GatewayContext } from './context';
 import { httpAnswerFor } from './errors';
 import { requireMerchant } from './charge-resolver';
+import { checkQueryCost, type QueryLimits } from './query-limits';
 
 export const moneyMovingFields: ReadonlySet<string> = new Set(['createCharge', 'refundCharge']);
 const latencyFields = new Set(['createCharge', 'refundCharge', 'charge', 'charges']);
 
 type Fragments = Record<string, FragmentDefinitionNode>;
 
-/** Root fields of an operation, looking through fragments and inline fragments. */
-export function rootFields(selectionSet: SelectionSetNode, fragments: Fragments): FieldNode[] {
+/**
+ * Root fields of an operation, looking through fragments and inline fragments. Each named fragment
+ * is looked through once, as graphql-js does when it collects fields, so this stays linear.
+ */
+export function rootFields(
+  selectionSet: SelectionSetNode,
+  fragments: Fragments,
+  visited: Set<string> = new Set(),
+): FieldNode[] {
   const fields: FieldNode[] = [];
   for (const selection of selectionSet.selections) {
     if (selection.kind === Kind.FIELD) fields.push(selection);
-    else if (selection.kind === Kind.INLINE_FRAGMENT) fields.push(...rootFields(selection.selectionSet, fragments));
-    else {
+    else if (selection.kind === Kind.INLINE_FRAGMENT)
+      fields.push(...rootFields(selection.selectionSet, fragments, visited));
+    else if (!visited.has(selection.name.value)) {
+      visited.add(selection.name.value);
       const fragment = fragments[selection.name.value];
-      if (fragment !== undefined) fields.push(...rootFields(fragment.selectionSet, fragments));
+      if (fragment !== undefined) fields.push(...rootFields(fragment.selectionSet, fragments, visited));
     }
   }
   return fields;
 }
 
-export interface SelectionCost {
-  /** The deepest chain of nested fields. */
-  readonly depth: number;
-  /** Every field the operation selects, fragments expanded, @skip/@include ignored: an upper bound. */
-  readonly fields: number;
-}
-
-/** Measures a selection set: depth and field count, expanding fragments (each once per path). */
-export function selectionCost(
-  selectionSet: SelectionSetNode | undefined,
-  fragments: Fragments,
-  seen: ReadonlySet<string> = new Set(),
-): SelectionCost {
-  if (selectionSet === undefined) return { depth: 0, fields: 0 };
-  let depth = 0;
-  let fields = 0;
-  for (const selection of selectionSet.selections) {
-    if (selection.kind === Kind.FIELD) {
-      const child = selectionCost(selection.selectionSet, fragments, seen);
-      depth = Math.max(depth, 1 + child.depth);
-      fields += 1 + child.fields;
-      continue;
-    }
-    const name = selection.kind === Kind.FRAGMENT_SPREAD ? selection.name.value : undefined;
-    if (name !== undefined && seen.has(name)) continue;
-    const nested =
-      selection.kind === Kind.INLINE_FRAGMENT
-        ? selection.selectionSet
-        : name === undefined
-          ? undefined
-          : fragments[name]?.selectionSet;
-    const child = selectionCost(nested, fragments, name === undefined ? seen : new Set(seen).add(name));
-    depth = Math.max(depth, child.depth);
-    fields += child.fields;
-  }
-  return { depth, fields };
-}
-
-// Apollo hands the same parsed document back for the same query text, so each is measured once.
-const costs = new WeakMap<OperationDefinitionNode, SelectionCost>();
-
-function costOf(operation: OperationDefinitionNode, fragments: Fragments): SelectionCost {
-  let cost = costs.get(operation);
-  if (cost === undefined) {
-    cost = selectionCost(operation.selectionSet, fragments);
-    costs.set(operation, cost);
-  }
-  return cost;
-}
-
 export interface GuardOptions {
   /** Per-merchant request limits, checked right after authentication. */
   readonly rateLimits?: MerchantRateLimits;
-  readonly depthMax: number;
-  readonly complexityMax: number;
+  /** The cost limit and page size (the structural limits are validation rules: query-limits.ts). */
+  readonly limits: QueryLimits;
   /** The admin schema authenticates differently and has no money-moving fields. */
   readonly requireMerchant: boolean;
 }
@@ -107,7 +62,14 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
     async requestDidStart() {
       return {
         async didResolveOperation(requestContext) {
-          const operation = requestContext.operation as OperationDefinitionNode;
+          const operation = requestContext.operation;
+          if (operation === undefined) {
+            // Apollo resolves no operation for an unknown operationName, or several without one.
+            throw new GatewayError(
+              'BAD_REQUEST',
+              'Name one operation of the document in operationName (or send a document with one operation).',
+            );
+          }
           const fragments: Fragments = {};
           for (const definition of requestContext.document.definitions) {
             if (definition.kind === Kind.FRAGMENT_DEFINITION) fragments[definition.name.value] = definition;
@@ -126,19 +88,13 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
               'One Idempotency-Key can stand for one money-moving field only; send each in its own request.',
             );
           }
-          const cost = costOf(operation, fragments);
-          if (cost.depth > options.depthMax) {
-            throw new GatewayError(
-              'BAD_REQUEST',
-              `The query is ${cost.depth} levels deep; at most ${options.depthMax} are allowed.`,
-            );
-          }
-          if (cost.fields > options.complexityMax) {
-            throw new GatewayError(
-              'BAD_REQUEST',
-              `The query selects ${cost.fields} fields; at most ${options.complexityMax} are allowed.`,
-            );
-          }
+          checkQueryCost(
+            requestContext.schema,
+            requestContext.document,
+            operation.name?.value,
+            requestContext.request.variables,
+            options.limits,
+          );
         },
       };
     },

@@ -1,13 +1,14 @@
 /**
- * HTTP transport: Express 5 with Apollo Server 5 at POST /graphql. Body size, query depth and
- * complexity are bounded; introspection and Apollo Sandbox are on outside production.
+ * HTTP transport: Express 5 with Apollo Server 5 at POST /graphql. Body size and what a query may
+ * cost are bounded (query-limits.ts); introspection, field suggestions and Apollo Sandbox are on
+ * outside production only.
  */
 import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
 import { ApolloServer } from '@apollo/server';
-import {
-  ApolloServerPluginLandingPageLocalDefault,
-  ApolloServerPluginLandingPageProductionDefault,
-} from '@apollo/server/plugin/landingPage/default';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type Request } from 'express';
 import type { MerchantAuthenticator } from '../merchants/merchants';
@@ -16,6 +17,7 @@ import type { Logger } from '../platform/logger';
 import type { GatewayContext, GatewayServices } from './context';
 import { formatError } from './errors';
 import { requestGuardPlugin, responsePlugin } from './plugins';
+import { asBadRequestWhenOverLimit, queryLimitServerOptions, type QueryLimits } from './query-limits';
 import { buildPublicSchema } from './schema';
 
 export interface GraphqlServerOptions {
@@ -24,9 +26,11 @@ export interface GraphqlServerOptions {
   readonly logger: Logger;
   readonly isProduction: boolean;
   readonly requestBodyBytesMax: number;
-  readonly queryDepthMax: number;
-  readonly queryComplexityMax: number;
+  readonly queryLimits: QueryLimits;
   readonly rateLimits?: MerchantRateLimits;
+  /** The process's HTTP server, drained by Apollo on stop: in-flight requests finish within drainGraceMs. */
+  readonly httpServer: Server;
+  readonly drainGraceMs: number;
 }
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,100}$/;
@@ -40,19 +44,31 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
   const schema = await buildPublicSchema();
   const apollo = new ApolloServer<GatewayContext>({
     schema,
-    formatError,
+    formatError: (formatted, error) => formatError(asBadRequestWhenOverLimit(formatted), error),
     introspection: !options.isProduction,
+    // "Did you mean …" names fields a client did not ask about: none of that in production.
+    hideSchemaDetailsFromClientErrors: options.isProduction,
     includeStacktraceInErrorResponses: false,
+    // Outside NODE_ENV=test Apollo installs its own SIGTERM/SIGINT handler, stops itself and then
+    // re-raises the signal (maybeRegisterTerminationSignalHandlers in @apollo/server), which kills
+    // the process mid-drain. main.ts owns the signals and the lifecycle stops Apollo in its turn.
+    stopOnTerminationSignals: false,
+    ...queryLimitServerOptions(options.queryLimits),
     plugins: [
+      // Stops accepting connections and waits for in-flight requests, cut after drainGraceMs.
+      ApolloServerPluginDrainHttpServer({
+        httpServer: options.httpServer,
+        stopGracePeriodMillis: options.drainGraceMs,
+      }),
       requestGuardPlugin({
         ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
-        depthMax: options.queryDepthMax,
-        complexityMax: options.queryComplexityMax,
+        limits: options.queryLimits,
         requireMerchant: true,
       }),
       responsePlugin(),
+      // No landing page in production: Apollo's production page loads an unpinned script from a CDN.
       options.isProduction
-        ? ApolloServerPluginLandingPageProductionDefault({ footer: false })
+        ? ApolloServerPluginLandingPageDisabled()
         : ApolloServerPluginLandingPageLocalDefault({ footer: false, embed: true }),
     ],
   });

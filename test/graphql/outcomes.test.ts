@@ -1,5 +1,5 @@
 /**
- * Every row of DESIGN.md §2's outcome table, as HTTP requests against a running gateway:
+ * Every row of docs/contract.md §2's outcome table, as HTTP requests against a running gateway:
  * status, extensions.code, headers, and what was stored.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -323,14 +323,14 @@ describe('when two merchants use the same key', () => {
 
 describe('when a query is too deep or too large', () => {
   it('answers 400 BAD_REQUEST before running it', async () => {
-    const deep = `{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }`;
+    const deep = `{ __schema { types { fields { type { ${'ofType { '.repeat(14)}name ${'} '.repeat(14)}} } } } }`;
     const tooDeep = await postGraphql(gateway.url, { query: deep }, { authorization: `Bearer ${gateway.apiKey}` });
     expect(tooDeep.status).toBe(400);
     expect(tooDeep.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
     const wide = `{ ${Array.from({ length: 1_001 }, (_, index) => `a${index}: __typename`).join(' ')} }`;
     const tooWide = await postGraphql(gateway.url, { query: wide }, { authorization: `Bearer ${gateway.apiKey}` });
     expect(tooWide.status).toBe(400);
-    expect(tooWide.body.errors?.[0]?.message).toContain('1001 fields');
+    expect(tooWide.body.errors?.[0]?.extensions?.code).toBe('BAD_REQUEST');
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * Fencing: a holder whose lease ran out and was taken over cannot write under it any more
- * (DESIGN.md §11). Real statements against the real database, on the database's clock.
+ * (docs/contract.md §11). Real statements against the real database, on the database's clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newChargeId } from '../../src/charges/charge';
