@@ -73,12 +73,14 @@ export async function reconcile(db: Database, graceMs = 0): Promise<Reconciliati
            (SELECT count(*) FROM outbox_events WHERE published_at IS NULL)::int AS "outboxUnpublished",
            (SELECT count(*) FROM inbox_events WHERE consumer = 'ledger')::int AS "inboxEvents",
            (SELECT count(*) FROM ledger_transactions)::int AS "ledgerTransactions"`;
-  // From the events the money path committed, not from inbox rows: an event that never arrived
-  // has no inbox row either, and must show here too.
+  // From the events the money path committed, not from inbox rows alone: an event that never
+  // arrived has no inbox row either, and must show here too once the grace has passed. One that
+  // was applied (an inbox row) and has no ledger transaction shows at once.
   const missing = await db.$queryRaw<{ id: string }[]>`
     SELECT o.aggregate_id AS id FROM outbox_events o
      WHERE o.event_type IN ('charge.succeeded', 'refund.succeeded')
-       AND o.created_at < now() - ${graceMs} * interval '1 millisecond'
+       AND (o.created_at < now() - ${graceMs} * interval '1 millisecond'
+            OR EXISTS (SELECT 1 FROM inbox_events i WHERE i.consumer = 'ledger' AND i.event_uid = o.event_uid))
        AND NOT EXISTS (SELECT 1 FROM ledger_transactions t WHERE t.event_id = o.id)
      ORDER BY o.id LIMIT ${listedIdsMax}`;
   const duplicated = await db.$queryRaw<{ id: string }[]>`

@@ -33,7 +33,9 @@ describe('when the relay dies between publishing and marking', () => {
   it('publishes the batch again on restart, and the consumer keeps the effect at one', async () => {
     const merchantId = await insertMerchant(environment.database);
     const relayEnv = { ROLE: 'relay', RELAY_CLAIM_LEASE_MS: '500', RELAY_RATE_PER_SECOND: '0' };
-    const doomed = await startChildGateway(environment.env({ ...relayEnv, FAULTS: 'crash_after_publish' }));
+    const doomed = await startChildGateway(environment.env({ ...relayEnv, FAULTS: 'crash_after_publish' }), {
+      readyTimeoutMs: 60_000,
+    });
     children.push(doomed);
     await insertChargeEvents(environment.database, merchantId, 20);
     expect((await doomed.exited).signal).toBe('SIGKILL');
@@ -47,7 +49,7 @@ describe('when the relay dies between publishing and marking', () => {
     expect(published.length).toBe(20);
 
     // A worker applies the first delivery.
-    const worker = await startChildGateway(environment.env({ ROLE: 'worker' }));
+    const worker = await startChildGateway(environment.env({ ROLE: 'worker' }), { readyTimeoutMs: 60_000 });
     children.push(worker);
     await waitFor(
       async () => (await environment.database.count('SELECT count(*) FROM inbox_events')) === 20,
@@ -60,7 +62,7 @@ describe('when the relay dies between publishing and marking', () => {
     for (const job of await queue.getJobs(['completed'])) await job.remove();
     for (const job of published) expect(await queue.getJob(jobIdFor(job.data.eventUid!))).toBeUndefined();
 
-    const relay = await startChildGateway(environment.env(relayEnv));
+    const relay = await startChildGateway(environment.env(relayEnv), { readyTimeoutMs: 60_000 });
     children.push(relay);
     await waitFor(
       async () =>
@@ -90,5 +92,5 @@ describe('when the relay dies between publishing and marking', () => {
     await expectLedgerConsistent(environment.database);
     await queue.close();
     connection.disconnect();
-  }, 120_000); // Three child processes start in turn: about 20 s each on a loaded 2-core machine.
+  }, 180_000); // Three child processes start in turn: 20 s or more each on a loaded 2-core machine.
 });
