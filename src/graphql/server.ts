@@ -15,7 +15,7 @@ import type { MerchantAuthenticator } from '../merchants/merchants';
 import type { MerchantRateLimits } from '../merchants/rate-limits';
 import type { Logger } from '../platform/logger';
 import type { GatewayContext, GatewayServices } from './context';
-import { formatError } from './errors';
+import { contextCreationError, formatError } from './errors';
 import { requestGuardPlugin, responsePlugin } from './plugins';
 import { asBadRequestWhenOverLimit, queryLimitServerOptions, type QueryLimits } from './query-limits';
 import { buildPublicSchema } from './schema';
@@ -98,14 +98,21 @@ async function buildContext(
   res.setHeader('x-request-id', requestId);
   const authorization = header(req, 'authorization');
   const bearer = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
-  const merchant = bearer === undefined ? null : await options.authenticator.authenticate(bearer);
+  // A database failure while authenticating is 503 with Retry-After, not 500.
+  const merchant =
+    bearer === undefined
+      ? null
+      : await options.authenticator.authenticate(bearer).catch((error: unknown) => {
+          throw contextCreationError(error);
+        });
   return {
     requestId,
     merchant,
     authProblem: merchant !== null ? null : bearer === undefined ? 'missing' : 'unknown',
     headers: {
-      idempotencyKey: header(req, 'idempotency-key'),
-      xIdempotencyKey: header(req, 'x-idempotency-key'),
+      idempotencyKey: req.headersDistinct['idempotency-key'],
+      xIdempotencyKey: req.headersDistinct['x-idempotency-key'],
+      prefer: header(req, 'prefer'),
       attempt: header(req, 'idempotency-attempt'),
     },
     idempotency: null,

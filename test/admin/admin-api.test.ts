@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
+import { waitForJobToFinish } from '../helpers/waits';
 
 const adminToken = 'admin-token-for-tests-0123456789';
 let environment: TestEnvironment;
@@ -220,7 +221,7 @@ describe('dead letters', () => {
       'the replay',
     );
     await admin(`mutation { replayDeadLetter(id: "${letter.id}") { id } }`);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitForJobToFinish(queue, jobIdFor(rows[0]!.id, 2)); // the second replay ran: its effect is final
     expect(
       await environment.database.count('SELECT count(*) FROM ledger_transactions WHERE charge_id = $1', [chargeId]),
     ).toBe(1);
@@ -233,7 +234,16 @@ describe('idempotency keys and retention', () => {
   it('shows a key with its state and every audited attempt', async () => {
     await createCharge(gateway.url, gateway.apiKey, 'lookup-1', { amount: 42, currency: 'USD', source: 'tok_visa' });
     await createCharge(gateway.url, gateway.apiKey, 'lookup-1', { amount: 43, currency: 'USD', source: 'tok_visa' });
-    await new Promise((resolve) => setTimeout(resolve, 1_200)); // Redis-answered attempts are audited in batches
+    // Redis-answered attempts are audited in batches: wait for both attempts' rows.
+    await waitFor(
+      async () =>
+        (await environment.database.count(
+          "SELECT count(*) FROM idempotency_audit WHERE merchant_id = $1 AND key = 'lookup-1'",
+          [gateway.merchantId],
+        )) >= 2,
+      10_000,
+      'both attempts to be audited',
+    );
     const record = await admin<{
       idempotencyKey: { state: string; attempts: { outcome: string; requestPayload: string }[] };
     }>(
@@ -247,7 +257,7 @@ describe('idempotency keys and retention', () => {
     expect(record.body.data?.idempotencyKey.attempts[1]?.requestPayload).toContain('"amount":43');
   });
 
-  it('purges only finished keys past retention, in batches, never one in flight; a purged key is new again', async () => {
+  it('purges only finished keys past retention, in batches, never one in flight; a purged key leaves a tombstone', async () => {
     for (const index of [1, 2, 3, 4, 5]) {
       await createCharge(gateway.url, gateway.apiKey, `old-${index}`, {
         amount: 10,
@@ -284,14 +294,16 @@ describe('idempotency keys and retention', () => {
     expect(
       await environment.database.count('SELECT count(*) FROM charges WHERE idempotency_key_id IS NULL'),
     ).toBeGreaterThanOrEqual(5);
-    // Redis still remembers the answer for a day; with it gone too, the key is new.
+    // Its Redis answer would have expired with the retention; with it gone, the tombstone answers.
     await gateway.redis.del(`${environment.redisKeyPrefix}:idem:{${gateway.merchantId}}:old-1`);
     const again = await createCharge(gateway.url, gateway.apiKey, 'old-1', {
       amount: 10,
       currency: 'USD',
       source: 'tok_visa',
     });
-    expect(again.headers.get('idempotent-replayed')).toBe('false');
+    expect(again.status).toBe(422);
+    expect(again.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_EXPIRED');
+    expect(await environment.database.count('SELECT count(*) FROM idempotency_tombstones')).toBe(5);
     expect(
       await environment.database.count("SELECT count(*) FROM admin_audit WHERE action = 'purgeExpiredIdempotencyKeys'"),
     ).toBe(1);

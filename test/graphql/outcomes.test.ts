@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCharge, postGraphql, type ChargeInputForTest } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
+import { waitForLeaseToLapse } from '../helpers/waits';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 
 let environment: TestEnvironment;
@@ -101,25 +102,44 @@ describe('when the same key and request come again after completion', () => {
 });
 
 describe('when the first request with the key is still in flight', () => {
-  it('answers 409 IDEMPOTENCY_KEY_IN_USE with Retry-After of at least 1, stores nothing, then replays', async () => {
+  const slow = { ...visa, source: 'tok_slow' };
+  const chargesForKey = (key: string) =>
+    environment.database.count(
+      'SELECT count(*) FROM charges WHERE idempotency_key_id = (SELECT id FROM idempotency_keys WHERE key = $1)',
+      [key],
+    );
+
+  it('waits for it and answers its outcome as a replay: a double click 100 ms apart gets the same charge, no 409', async () => {
     const key = newKey();
-    const slow = { ...visa, source: 'tok_slow' };
+    const firstPromise = createCharge(gateway.url, gateway.apiKey, key, slow);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // The double click's gap, not a wait for a condition.
+    const second = await createCharge(gateway.url, gateway.apiKey, key, slow);
+    const first = await firstPromise;
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(200);
+    expect(second.body.data?.createCharge?.id).toBe(first.body.data?.createCharge?.id);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(second.body.extensions?.idempotency?.firstRequestAt).toBe(
+      first.body.extensions?.idempotency?.firstRequestAt,
+    );
+    expect(await chargesForKey(key)).toBe(1);
+  });
+
+  it('answers 409 IDEMPOTENCY_KEY_IN_USE with Retry-After 1..2 only when the twin is still in flight after the wait', async () => {
+    const key = newKey();
     const firstPromise = createCharge(gateway.url, gateway.apiKey, key, slow);
     await untilClaimed(key);
-    const second = await createCharge(gateway.url, gateway.apiKey, key, slow);
+    const second = await createCharge(gateway.url, gateway.apiKey, key, slow, { headers: { prefer: 'wait=0' } });
     expect(second.status).toBe(409);
     expect(second.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_IN_USE');
     expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(second.headers.get('retry-after'))).toBeLessThanOrEqual(2);
+    expect(second.body.extensions?.idempotency?.firstRequestAt).toMatch(/Z$/);
     const first = await firstPromise;
     expect(first.status).toBe(200);
     const third = await createCharge(gateway.url, gateway.apiKey, key, slow);
     expect(third.headers.get('idempotent-replayed')).toBe('true');
-    expect(
-      await environment.database.count(
-        'SELECT count(*) FROM charges WHERE idempotency_key_id = (SELECT id FROM idempotency_keys WHERE key = $1)',
-        [key],
-      ),
-    ).toBe(1);
+    expect(await chargesForKey(key)).toBe(1);
   });
 });
 
@@ -148,11 +168,15 @@ describe('when the key was reused with another amount', () => {
   });
 
   it('audits the reuse with the other amount, so a dispute can show it', async () => {
-    await new Promise((resolve) => setTimeout(resolve, 1_200)); // the Redis-answered audit batch flushes each second
-    const { rows } = await environment.database.pool.query<{ request_payload: string }>(
-      "SELECT request_payload FROM idempotency_audit WHERE outcome = 'mismatch'",
+    // The Redis-answered audit batch flushes each second: wait for the row, with a deadline.
+    await waitFor(
+      async () =>
+        (await environment.database.count(
+          "SELECT count(*) FROM idempotency_audit WHERE outcome = 'mismatch' AND request_payload LIKE '%\"amount\":9999%'",
+        )) > 0,
+      10_000,
+      'the mismatch to be audited',
     );
-    expect(rows.some((row) => row.request_payload.includes('"amount":9999'))).toBe(true);
   });
 });
 
@@ -356,9 +380,9 @@ describe('when the gateway fails unexpectedly', () => {
         ),
       ).toBe(0);
       // Not released: the lease runs out; then the healthy gateway resumes and charges once.
-      const soon = await createCharge(gateway.url, buggy.apiKey, key, visa);
+      const soon = await createCharge(gateway.url, buggy.apiKey, key, visa, { headers: { prefer: 'wait=0' } });
       expect(soon.status).toBe(409);
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await waitForLeaseToLapse(environment.database, key);
       const resumed = await createCharge(gateway.url, buggy.apiKey, key, visa);
       expect(resumed.status).toBe(200);
     } finally {

@@ -92,5 +92,5 @@ describe('when the relay dies between publishing and marking', () => {
     await expectLedgerConsistent(environment.database);
     await queue.close();
     connection.disconnect();
-  }, 180_000); // Three child processes start in turn: 20 s or more each on a loaded 2-core machine.
+  }, 180_000); // three gateway processes start in turn: slow on a loaded machine
 });
