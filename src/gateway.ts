@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { RedisClient } from './platform/redis';
 import type { Config } from './config';
-import { SimulatedAcquirer } from './acquirer/simulated-acquirer';
+import { createAcquirer } from './acquirer/providers';
 import { ChargeService } from './charges/create-charge';
 import { RefundService } from './charges/refund-charge';
 import { Completer } from './charges/completer';
@@ -19,9 +19,12 @@ import { IdempotencyStore } from './idempotency/idempotency-store';
 import { RedisIdempotencyStore } from './idempotency/redis-store';
 import { MerchantAuthenticator } from './merchants/merchants';
 import { MerchantRateLimits } from './merchants/rate-limits';
+import { AuthFailureLimiter } from './merchants/auth-limits';
+import { publishKeyRevocation, subscribeToKeyRevocations } from './merchants/key-revocations';
 import { openDatabase, type DatabaseHandle } from './platform/database';
 import type { Logger } from './platform/logger';
 import { Metrics } from './platform/metrics';
+import { httpLimitsFromConfig, listenWithLimits, metricsHandler } from './platform/http-server';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady } from './platform/redis';
 import { createGraphqlServer, type GraphqlServer } from './graphql/server';
 import { queryLimitsFromConfig } from './graphql/query-limits';
@@ -36,12 +39,11 @@ import { RedisTokenBucketStore } from './retry/redis-token-bucket';
 import { RetryBudget } from './retry/token-bucket';
 import { CallSiteAdmission } from './retry/call-site-admission';
 
-/** tok_slow's delay: long enough for a test to send a concurrent request, short of the timeout. */
-const simulatedSlowMs = 800;
-
 export interface Gateway {
   readonly url: string;
   readonly port: number;
+  /** Where /metrics is served: PORT outside production unless METRICS_PORT says otherwise. */
+  readonly metricsUrl: string;
   readonly metrics: Metrics;
   readonly database: DatabaseHandle;
   readonly redis: RedisClient;
@@ -59,11 +61,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const redis = openHotPathRedis(config);
   // Start with a connected Redis when there is one; without it every decision goes to Postgres.
   if (!(await waitUntilReady(redis, 2_000))) logger.warn('Redis is not reachable; starting anyway (Postgres decides)');
-  const acquirer = new SimulatedAcquirer({
-    databaseUrl: config.databaseUrl,
-    timeoutMs: config.acquirerTimeoutMs,
-    slowMs: Math.min(simulatedSlowMs, Math.floor(config.acquirerTimeoutMs / 2)),
-  });
+  const acquirer = createAcquirer(config, logger);
   const auditBuffer = new AuditBuffer(database.prisma, {
     flushIntervalMs: config.auditFlushIntervalMs,
     batchSizeMax: config.auditBatchSizeMax,
@@ -124,6 +122,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   const app = express();
   app.disable('x-powered-by');
+  // The client address the pre-authentication limits count by (docs/security.md).
+  app.set('trust proxy', config.trustProxyHops);
   app.set('etag', false);
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', role: config.role });
@@ -141,18 +141,29 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     ]);
     res.status(postgres && redisReady ? 200 : 503).json({ postgres, redis: redisReady });
   });
-  app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  // In production /metrics has a listener of its own (docs/security.md): charge volume is not public.
+  const metricsOnOwnPort = config.isProduction || config.metricsPort !== 0;
+  if (!metricsOnOwnPort) app.get('/metrics', metricsHandler(metrics.registry));
 
   let graphql: GraphqlServer | undefined;
   const stoppables: (() => Promise<void>)[] = [];
   if (config.role === 'api' || config.role === 'all') {
-    const authenticator = new MerchantAuthenticator(database.prisma, config.merchantCacheTtlMs);
+    const authenticator = new MerchantAuthenticator(database.prisma, {
+      cacheTtlMs: config.merchantCacheTtlMs,
+      cacheEntriesMax: config.merchantCacheEntriesMax,
+      refuseDemoMerchant: config.isProduction,
+    });
+    stoppables.push(subscribeToKeyRevocations(redis, config.redisKeyPrefix, (id) => authenticator.forget(id), logger));
+    const merchantChanged = async (merchantId: string) => {
+      authenticator.forget(merchantId);
+      await publishKeyRevocation(redis, config.redisKeyPrefix, merchantId, logger);
+    };
     if (config.adminToken !== undefined) {
       const admin = await createAdminRouter({
         adminToken: config.adminToken,
         authenticator,
+        failures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'admin', config.adminAuthFailuresPerMinute),
+        logger,
         isProduction: config.isProduction,
         requestBodyBytesMax: config.requestBodyBytesMax,
         context: {
@@ -162,6 +173,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
           deadLetterQueue,
           retentionHours: config.idempotencyRetentionHours,
           purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
+          merchantChanged,
         },
       });
       app.use(admin.router);
@@ -176,6 +188,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     graphql = await createGraphqlServer({
       services: { db: database.prisma, charges, refunds, metrics },
       authenticator,
+      authFailures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'api', config.authFailuresPerMinute),
       logger,
       isProduction: config.isProduction,
       requestBodyBytesMax: config.requestBodyBytesMax,
@@ -315,14 +328,20 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     for (const [state, count] of Object.entries(counts)) gauge.set({ state }, count);
   });
 
-  const server = await listen(app, config.port);
+  const httpLimits = httpLimitsFromConfig(config);
+  const server = await listenWithLimits(app, '0.0.0.0', config.port, httpLimits);
   const port = (server.address() as AddressInfo).port;
-  logger.info({ port, role: config.role }, 'gateway listening');
+  const metricsServer = metricsOnOwnPort
+    ? await listenWithLimits(metricsHandler(metrics.registry), config.metricsHost, config.metricsPort, httpLimits)
+    : undefined;
+  const metricsPort = metricsServer === undefined ? port : (metricsServer.address() as AddressInfo).port;
+  logger.info({ port, metricsPort, role: config.role }, 'gateway listening');
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {
       await closeServer(server, config.shutdownGraceMs);
+      if (metricsServer !== undefined) await closeServer(metricsServer, 0);
       await relay?.stop();
       await worker?.stop();
       await completer?.stop();
@@ -341,6 +360,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   return {
     url: `http://127.0.0.1:${port}`,
     port,
+    metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     metrics,
     database,
     redis,
@@ -372,13 +392,6 @@ function addOutboxGauges(metrics: Metrics, database: DatabaseHandle): void {
       gauge.set((await read()).lag);
     },
   );
-}
-
-function listen(app: express.Express, port: number): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const server = app.listen(port, '0.0.0.0', (error?: Error) => (error ? reject(error) : resolve(server)));
-    server.keepAliveTimeout = 5_000;
-  });
 }
 
 /** Stops accepting connections, lets in-flight requests finish, then cuts what is left. */

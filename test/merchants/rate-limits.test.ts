@@ -27,15 +27,23 @@ const input = { amount: 100, currency: 'USD', source: 'tok_visa' };
 
 describe('when a merchant goes over its request rate', () => {
   it('answers 429 RATE_LIMITED with Retry-After, stores nothing for it, and leaves other merchants alone', async () => {
+    // Warm the pool first, and bound the 200s by the one-second windows the burst spanned: on a
+    // loaded machine 12 requests can take seconds, and each new window allows 5 more.
+    expect((await createCharge(gateway.url, gateway.apiKey, 'warm-up', input)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const startedAt = Date.now();
     const answers = await Promise.all(
-      Array.from({ length: 12 }, (_, index) => createCharge(gateway.url, gateway.apiKey, `burst-${index}`, input)),
+      Array.from({ length: 24 }, (_, index) => createCharge(gateway.url, gateway.apiKey, `burst-${index}`, input)),
     );
+    const windows = Math.ceil((Date.now() - startedAt) / 1_000) + 1;
     const limited = answers.filter((answer) => answer.status === 429);
-    expect(answers.filter((answer) => answer.status === 200).length).toBeLessThanOrEqual(5);
-    expect(limited.length).toBeGreaterThanOrEqual(7);
+    const succeeded = answers.filter((answer) => answer.status === 200).length;
+    expect(succeeded).toBeLessThanOrEqual(5 * windows);
+    expect(succeeded + limited.length).toBe(24);
+    expect(limited.length).toBeGreaterThanOrEqual(1);
     expect(limited[0]?.body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
     expect(Number(limited[0]?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect(await environment.database.count('SELECT count(*) FROM idempotency_keys')).toBeLessThanOrEqual(5);
+    expect(await environment.database.count('SELECT count(*) FROM idempotency_keys')).toBe(succeeded + 1);
 
     const other = await gateway.newMerchant('Calm merchant');
     const calm = await createCharge(gateway.url, other.apiKey, 'calm-1', input);
