@@ -6,7 +6,7 @@ const require = createRequire(import.meta.url);
 export default defineConfig({
   resolve: {
     // One copy of graphql: type-graphql and Apollo load its CommonJS build, so our code must too,
-    // or graphql-js sees two realms and refuses the schema (DESIGN.md §10).
+    // or graphql-js sees two realms and refuses the schema (docs/contract.md §10).
     alias: { graphql: require.resolve('graphql') },
   },
   test: {

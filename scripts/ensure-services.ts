@@ -1,5 +1,5 @@
 /**
- * Makes sure Postgres and Redis are there for `npm start` and the tests (DESIGN.md §8):
+ * Makes sure Postgres and Redis are there for `npm start` and the tests (docs/contract.md §8):
  *   1. the configured ones, if they answer;
  *   2. otherwise `docker compose up -d --wait postgres redis`, where a Docker engine runs;
  *   3. otherwise private instances from local binaries (initdb/pg_ctl, redis-server) under

@@ -1,5 +1,5 @@
 /**
- * `npm start`: everything a fresh clone needs to run the gateway locally (DESIGN.md §8).
+ * `npm start`: everything a fresh clone needs to run the gateway locally (docs/contract.md §8).
  *   1. Postgres and Redis: the configured ones if reachable; otherwise docker compose where an
  *      engine runs; otherwise private instances from local binaries under .data/; otherwise a
  *      clear message with the install command.

@@ -1,7 +1,7 @@
 /**
  * Configuration: the environment, parsed once at start into a typed, frozen object.
  * A bad value throws a ConfigError naming the variable, and main() stops the process with it.
- * The variable names in DESIGN.md §8 are a contract; the rest are ours and documented in
+ * The variable names in docs/contract.md §8 are a contract; the rest are ours and documented in
  * docs/configuration.md.
  */
 
@@ -48,7 +48,7 @@ export interface Config {
   readonly databaseLockTimeoutMs: number;
   /** How long an in-flight key is held. Longer than the acquirer's timeout, so a live holder keeps it. */
   readonly idempotencyLeaseMs: number;
-  /** How long a completed response is kept in Redis (DESIGN.md §3: 24 hours). */
+  /** How long a completed response is kept in Redis (docs/contract.md §3: 24 hours). */
   readonly idempotencyResponseTtlSeconds: number;
   /** How long finished keys stay in Postgres before retention may purge them. */
   readonly idempotencyRetentionHours: number;

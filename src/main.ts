@@ -21,8 +21,9 @@ export async function run(config: Config): Promise<void> {
   }
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
+    // A component that failed to stop (logged by the lifecycle) makes the exit code say so.
     gateway.stop().then(
-      () => process.exit(0),
+      (report) => process.exit(report.failed.length === 0 ? 0 : 1),
       (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
         process.exit(1);

@@ -19,21 +19,43 @@ export interface ChildGateway {
   kill(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startChildGateway(env: Record<string, string>): Promise<ChildGateway> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'src', 'main.ts')], {
-    cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export interface ChildGatewayOptions {
+  /** A fixed port, so a restarted api is found where its proxy forwards; a free one otherwise. */
+  readonly port?: number;
+  /**
+   * How long to wait for /healthz. Generous by default: on a loaded machine (two cores shared by
+   * several suites) a cold start of tsx and the gateway's modules has taken over 30 s, and a
+   * deadline costs nothing when the start is quick.
+   */
+  readonly readyTimeoutMs?: number;
+}
+
+export async function startChildGateway(
+  env: Record<string, string>,
+  options: ChildGatewayOptions = {},
+): Promise<ChildGateway> {
+  const port = options.port ?? (await freePort());
+  const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
+  const exitWithParent = path.join(repoRoot, 'scripts', 'harness', 'exit-with-parent.ts');
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')],
+    {
+      cwd: repoRoot,
+      env: { ...process.env, ...env, PORT: String(port) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  // The last 64 KiB is plenty for a report; a long run under faults logs far more.
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-65_536));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + readyTimeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
       throw new Error(`gateway child exited before it was ready:\n${output}`);
@@ -46,7 +68,7 @@ export async function startChildGateway(env: Record<string, string>): Promise<Ch
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new Error(`gateway child did not become ready in 30 s:\n${output}`);
+      throw new Error(`gateway child did not become ready in ${readyTimeoutMs / 1_000} s:\n${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }

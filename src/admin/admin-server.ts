@@ -54,6 +54,10 @@ export async function createAdminRouter(
     formatError,
     introspection: !options.isProduction,
     includeStacktraceInErrorResponses: false,
+    // Apollo's own signal handler would stop it and re-raise SIGTERM mid-drain (see graphql/server.ts).
+    // No drain plugin here: the public server drains the shared HTTP server, and a second drain
+    // would close it twice (the second close never calls back).
+    stopOnTerminationSignals: false,
     plugins: [statusPlugin],
   });
   await apollo.start();

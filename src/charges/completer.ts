@@ -1,5 +1,5 @@
 /**
- * The completer: nobody may be left holding money (DESIGN.md §3). Periodically, it takes over
+ * The completer: nobody may be left holding money (docs/contract.md §3). Periodically, it takes over
  * keys whose lease ran out more than `graceMs` ago (their holder died, or the
  * client never retried after a release) and:
  *   AUTHORIZED  finishes the charge from what the row holds (request + acquirer answer);

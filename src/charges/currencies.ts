@@ -1,7 +1,7 @@
 /**
  * The ISO 4217 currencies the gateway accepts, with their minor-unit exponent. The exponent
  * only decides how an amount is displayed: amounts are integer minor units with the same bounds
- * for every currency (DESIGN.md §11).
+ * for every currency (docs/contract.md §11).
  */
 export const currencyExponents: Readonly<Record<string, number>> = Object.freeze({
   AUD: 2,

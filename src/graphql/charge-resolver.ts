@@ -1,6 +1,6 @@
 /**
  * Transport for charges: reads the context, calls the use case, shapes the answer. The order of
- * checks is the contract's (DESIGN.md §2): authentication, input validation, key format, then the
+ * checks is the contract's (docs/contract.md §2): authentication, input validation, key format, then the
  * idempotency store decides fingerprint and key state.
  */
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
@@ -17,7 +17,7 @@ import {
   findCharge,
   listCharges,
 } from '../charges/charge-queries';
-import { attemptBucket } from '../platform/metrics';
+import { attemptBucket } from './metrics';
 import type { Merchant } from '../merchants/merchants';
 import { validateRefundInput, type RefundSnapshot } from '../charges/refund-charge';
 import { Charge, ChargeConnection, CreateChargeInput, Refund, RefundChargeInput } from './charge-types';

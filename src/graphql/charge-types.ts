@@ -1,6 +1,6 @@
 /**
  * GraphQL types for charges. Every field names its type explicitly: tsx and vitest compile with
- * esbuild, which emits no decorator metadata (DESIGN.md §10).
+ * esbuild, which emits no decorator metadata (docs/contract.md §10).
  */
 import { Field, ID, InputType, Int, ObjectType, registerEnumType } from 'type-graphql';
 import type { ChargeStatus as ChargeStatusName } from '../charges/charge';

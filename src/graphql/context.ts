@@ -7,7 +7,7 @@ import type { RefundService } from '../charges/refund-charge';
 import type { Merchant } from '../merchants/merchants';
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
-import type { Metrics } from '../platform/metrics';
+import type { Metrics } from '../metrics';
 
 export interface GatewayServices {
   readonly db: Database;

@@ -1,8 +1,10 @@
 /**
  * The one place errors become GraphQL: a GatewayError keeps its code (and the field at fault);
  * anything unexpected becomes INTERNAL, whose message tells the client to retry with the same key.
- * HTTP status and headers are derived from the same code list (src/errors.ts).
+ * HTTP status and headers are derived from the same code list (src/errors.ts). The public schema,
+ * the admin schema and the HTTP layer (authentication, body parsing) all answer through here.
  */
+import type { ErrorRequestHandler, Response } from 'express';
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
@@ -76,4 +78,23 @@ export function httpAnswerFor(errors: readonly unknown[]): HttpAnswer | undefine
       return { status: errorCodes.INTERNAL.httpStatus, retryAfterSeconds: undefined };
   }
   return undefined;
+}
+
+/** Answers an error raised outside GraphQL execution with the same body and status as inside it. */
+export function sendGatewayError(response: Response, error: GatewayError, httpStatus = error.httpStatus): void {
+  if (error.retryAfterSeconds !== undefined) response.setHeader('retry-after', String(error.retryAfterSeconds));
+  response.status(httpStatus).json({ errors: [formatError({ message: error.message }, error)] });
+}
+
+/** Express's body-parser failures (too large, not JSON) answer like GraphQL errors, not HTML pages. */
+export function bodyParserErrorHandler(requestBodyBytesMax: number): ErrorRequestHandler {
+  return (error: { status?: number; type?: string }, _request, response, next) => {
+    if (response.headersSent || error.status === undefined || error.status >= 500) return next(error);
+    const message =
+      error.type === 'entity.too.large'
+        ? `The request body is over ${requestBodyBytesMax} bytes.`
+        : 'The request body is not valid JSON.';
+    // The code is BAD_REQUEST either way; the status stays body-parser's own (413 or 400).
+    sendGatewayError(response, new GatewayError('BAD_REQUEST', message), error.status);
+  };
 }

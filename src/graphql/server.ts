@@ -4,8 +4,10 @@
  * outside production only.
  */
 import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type Request } from 'express';
@@ -30,6 +32,9 @@ export interface GraphqlServerOptions {
   readonly requestBodyBytesMax: number;
   readonly queryLimits: QueryLimits;
   readonly rateLimits?: MerchantRateLimits;
+  /** The process's HTTP server, drained by Apollo on stop: in-flight requests finish within drainGraceMs. */
+  readonly httpServer: Server;
+  readonly drainGraceMs: number;
 }
 
 const requestIdPattern = /^[A-Za-z0-9._-]{1,100}$/;
@@ -48,8 +53,17 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
     // "Did you mean …" names fields a client did not ask about: none of that in production.
     hideSchemaDetailsFromClientErrors: options.isProduction,
     includeStacktraceInErrorResponses: false,
+    // Outside NODE_ENV=test Apollo installs its own SIGTERM/SIGINT handler, stops itself and then
+    // re-raises the signal (maybeRegisterTerminationSignalHandlers in @apollo/server), which kills
+    // the process mid-drain. main.ts owns the signals and the lifecycle stops Apollo in its turn.
+    stopOnTerminationSignals: false,
     ...queryLimitServerOptions(options.queryLimits),
     plugins: [
+      // Stops accepting connections and waits for in-flight requests, cut after drainGraceMs.
+      ApolloServerPluginDrainHttpServer({
+        httpServer: options.httpServer,
+        stopGracePeriodMillis: options.drainGraceMs,
+      }),
       requestGuardPlugin({
         ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
         limits: options.queryLimits,

@@ -1,6 +1,6 @@
 /**
  * Reading the client's Idempotency-Key. `X-Idempotency-Key` is an accepted alias; both present
- * and different is a 400. A key is 1..255 printable ASCII characters (DESIGN.md §2).
+ * and different is a 400. A key is 1..255 printable ASCII characters (docs/contract.md §2).
  */
 import { GatewayError } from '../errors';
 

@@ -1,6 +1,6 @@
 /**
  * The names of what can happen to an idempotency key. One name per outcome, used in code, metric
- * labels, the audit table and the docs alike (DESIGN.md §7).
+ * labels, the audit table and the docs alike (docs/contract.md §7).
  * - created:     the key was new; this request runs the operation.
  * - resumed:     the key's lease had run out (its holder died or released it); this request took it over.
  * - replayed:    the key completed earlier with the same request; the stored answer is returned.

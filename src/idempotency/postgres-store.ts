@@ -9,7 +9,7 @@
  * - releaseKey:     clears the lease after a transient failure (row, id and fingerprint stay) and
  *                   appends the audit row 'released'.
  * Writes under a lease check `lock_token` in the same statement: a process that lost its lease
- * writes nothing (DESIGN.md §11, fencing).
+ * writes nothing (docs/contract.md §11, fencing).
  */
 import type { Queryable } from '../platform/database';
 import type { HeldKey, KeyedRequest, RecoveryPoint, StoredResponse } from './types';

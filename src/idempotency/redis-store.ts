@@ -1,6 +1,6 @@
 /**
  * The Redis tier of the idempotency store: a cache in front of Postgres that may only make
- * things faster, never wrong (DESIGN.md §3, §11).
+ * things faster, never wrong (docs/contract.md §3, §11).
  *
  * One Redis key per (merchant, client key), holding JSON that always carries the fingerprint:
  * - an in-flight marker, `SET NX` with the lease as its TTL. It can only cause a 409, never a skip;

@@ -1,6 +1,6 @@
 /**
  * Postgres access: one pg pool per process, wrapped by Prisma's pg adapter. Every connection
- * carries statement_timeout and lock_timeout (DESIGN.md §11), so a request stuck behind a lock
+ * carries statement_timeout and lock_timeout (docs/contract.md §11), so a request stuck behind a lock
  * becomes a retryable 503 instead of a hung connection.
  */
 import pg from 'pg';

@@ -31,6 +31,22 @@ export function httpLimitsFromConfig(config: {
   };
 }
 
+/** An HTTP server with the limits applied, not yet listening. */
+export function createLimitedServer(handler: RequestListener, limits: HttpLimits): Server {
+  const server = createServer(
+    {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // A quarter of the headers timeout, at most a second: a slow client is cut off at most that late.
+      connectionsCheckingInterval: Math.min(1_000, Math.max(10, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    handler,
+  );
+  server.maxConnections = limits.connectionsMax;
+  return server;
+}
+
 /** Listens on host:port with the limits applied; resolves once listening. */
 export function listenWithLimits(
   handler: RequestListener,
@@ -38,17 +54,7 @@ export function listenWithLimits(
   port: number,
   limits: HttpLimits,
 ): Promise<Server> {
-  const server = createServer(
-    {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
-      // A quarter of the shortest timeout, at most a second: a slow client is cut off at most that late.
-      connectionsCheckingInterval: Math.min(1_000, Math.max(10, Math.floor(limits.headersTimeoutMs / 4))),
-    },
-    handler,
-  );
-  server.maxConnections = limits.connectionsMax;
+  const server = createLimitedServer(handler, limits);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -1,5 +1,5 @@
 /**
- * Redis connections. There are two kinds on purpose (DESIGN.md §11):
+ * Redis connections. There are two kinds on purpose (docs/contract.md §11):
  * - the hot-path client fails fast: a command timeout, no offline queue, no retries per request,
  *   so a dead Redis turns into a fall-through to Postgres and not a hung request;
  * - the queue client (BullMQ) blocks and queues while offline: `maxRetriesPerRequest: null`.

@@ -8,6 +8,7 @@ import { Redis } from 'ioredis';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
+import { waitForJobToFinish } from '../helpers/waits';
 
 const adminToken = 'admin-token-for-tests-0123456789';
 let environment: TestEnvironment;
@@ -213,7 +214,7 @@ describe('dead letters', () => {
       'the replay',
     );
     await admin(`mutation { replayDeadLetter(id: "${letter.id}") { id } }`);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitForJobToFinish(queue, jobIdFor(rows[0]!.id, 2)); // the second replay ran: its effect is final
     expect(
       await environment.database.count('SELECT count(*) FROM ledger_transactions WHERE charge_id = $1', [chargeId]),
     ).toBe(1);
@@ -226,7 +227,16 @@ describe('idempotency keys and retention', () => {
   it('shows a key with its state and every audited attempt', async () => {
     await createCharge(gateway.url, gateway.apiKey, 'lookup-1', { amount: 42, currency: 'USD', source: 'tok_visa' });
     await createCharge(gateway.url, gateway.apiKey, 'lookup-1', { amount: 43, currency: 'USD', source: 'tok_visa' });
-    await new Promise((resolve) => setTimeout(resolve, 1_200)); // Redis-answered attempts are audited in batches
+    // Redis-answered attempts are audited in batches: wait for both attempts' rows.
+    await waitFor(
+      async () =>
+        (await environment.database.count(
+          "SELECT count(*) FROM idempotency_audit WHERE merchant_id = $1 AND key = 'lookup-1'",
+          [gateway.merchantId],
+        )) >= 2,
+      10_000,
+      'both attempts to be audited',
+    );
     const record = await admin<{
       idempotencyKey: { state: string; attempts: { outcome: string; requestPayload: string }[] };
     }>(

@@ -3,13 +3,18 @@
  * One test per recovery point, with the client's retry and without it (the completer).
  * Also: SIGTERM lets an in-flight request finish.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database';
 import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
+import { waitForLeaseToLapse } from '../helpers/waits';
+
+// Each test starts one or two gateway processes: on a loaded two-core machine a start has taken
+// over 30 s, so the default 60 s per test is a deadline these tests can miss without a fault.
+vi.setConfig({ testTimeout: 180_000 });
 
 let environment: TestEnvironment;
 let database: DatabaseHandle;
@@ -109,7 +114,7 @@ describe.each([
     const early = await createCharge(api.url, apiKey, key, input);
     expect(early.status).toBe(409);
     expect(Number(early.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    await new Promise((resolve) => setTimeout(resolve, leaseMs + 100));
+    await waitForLeaseToLapse(environment.database, key);
     const resumed = await createCharge(api.url, apiKey, key, input);
     expect(resumed.status).toBe(200);
     expect(resumed.headers.get('idempotent-replayed')).toBe('false');
@@ -137,7 +142,13 @@ describe('when the gateway gets SIGTERM with a request in flight', () => {
   it('finishes the request, exits 0, and takes no new connections', async () => {
     const api = await child({ ROLE: 'api' });
     const inFlight = createCharge(api.url, apiKey, 'sigterm-1', { ...input, source: 'tok_slow' });
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // In flight for sure: the gateway holds the key (tok_slow then keeps it busy for 800 ms).
+    await waitFor(
+      async () =>
+        (await environment.database.count("SELECT count(*) FROM idempotency_keys WHERE key = 'sigterm-1'")) === 1,
+      20_000,
+      'the request to claim its key',
+    );
     api.process.kill('SIGTERM');
     const answer = await inFlight;
     expect(answer.status).toBe(200);

@@ -152,7 +152,11 @@ describe('the checkout page', () => {
   it('turns five fast clicks into one charge', async () => {
     const before = await charges();
     const page = await openCheckout(1_102, 'tok_slow');
-    for (let click = 0; click < 5; click += 1) await page.click('#pay');
+    // Five clicks in one task of the page: none can see the first answer and start a new key,
+    // however slowly a loaded machine delivers separate input events.
+    await page.evaluate(() => {
+      for (let click = 0; click < 5; click += 1) document.getElementById('pay')?.click();
+    });
     expect(await outcome()).toBe('approved');
     await waitForLastAttempts(page, 5);
     await waitForKeysFinished();

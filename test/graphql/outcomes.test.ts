@@ -1,10 +1,11 @@
 /**
- * Every row of DESIGN.md §2's outcome table, as HTTP requests against a running gateway:
+ * Every row of docs/contract.md §2's outcome table, as HTTP requests against a running gateway:
  * status, extensions.code, headers, and what was stored.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCharge, postGraphql, type ChargeInputForTest } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
+import { waitForLeaseToLapse } from '../helpers/waits';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 
 let environment: TestEnvironment;
@@ -148,11 +149,15 @@ describe('when the key was reused with another amount', () => {
   });
 
   it('audits the reuse with the other amount, so a dispute can show it', async () => {
-    await new Promise((resolve) => setTimeout(resolve, 1_200)); // the Redis-answered audit batch flushes each second
-    const { rows } = await environment.database.pool.query<{ request_payload: string }>(
-      "SELECT request_payload FROM idempotency_audit WHERE outcome = 'mismatch'",
+    // The Redis-answered audit batch flushes each second: wait for the row, with a deadline.
+    await waitFor(
+      async () =>
+        (await environment.database.count(
+          "SELECT count(*) FROM idempotency_audit WHERE outcome = 'mismatch' AND request_payload LIKE '%\"amount\":9999%'",
+        )) > 0,
+      10_000,
+      'the mismatch to be audited',
     );
-    expect(rows.some((row) => row.request_payload.includes('"amount":9999'))).toBe(true);
   });
 });
 
@@ -358,7 +363,7 @@ describe('when the gateway fails unexpectedly', () => {
       // Not released: the lease runs out; then the healthy gateway resumes and charges once.
       const soon = await createCharge(gateway.url, buggy.apiKey, key, visa);
       expect(soon.status).toBe(409);
-      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await waitForLeaseToLapse(environment.database, key);
       const resumed = await createCharge(gateway.url, buggy.apiKey, key, visa);
       expect(resumed.status).toBe(200);
     } finally {

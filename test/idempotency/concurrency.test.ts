@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { createCharge, type GraphqlAnswer } from '../helpers/http';
 import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
+import { waitFor } from '../helpers/ledger';
 
 type ChargeAnswer = GraphqlAnswer<{ createCharge: Record<string, unknown> | null }>;
 const input = { amount: 2500, currency: 'USD', source: 'tok_visa' };
@@ -134,7 +135,8 @@ describe('with Redis stopped', () => {
     expect(await environment.database.count('SELECT count(*) FROM charges')).toBe(3);
 
     await redis.start();
-    await sleep(2_500); // the hot-path client reconnects at most every 2 s
+    // The hot-path client reconnects at most every 2 s: wait until it has.
+    await waitFor(async () => gateway.redis.status === 'ready', 20_000, 'the hot-path Redis client to reconnect');
     const after = await createCharge(gateway.url, gateway.apiKey, 'after-outage', input);
     expect(after.status).toBe(200);
     const afterReplay = await createCharge(gateway.url, gateway.apiKey, 'during-outage', input);

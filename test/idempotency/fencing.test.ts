@@ -1,6 +1,6 @@
 /**
  * Fencing: a holder whose lease ran out and was taken over cannot write under it any more
- * (DESIGN.md §11). Real statements against the real database, on the database's clock.
+ * (docs/contract.md §11). Real statements against the real database, on the database's clock.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newChargeId } from '../../src/charges/charge';
@@ -59,12 +59,16 @@ function record(held: HeldKey) {
 describe('when a lease ran out and another request took the key over', () => {
   it('refuses every write by the old holder, and lets the new holder record one charge', async () => {
     const db = gateway.database.prisma;
-    const holderA = await claimKey(db, request('fenced'), 200);
+    // A lease far longer than any pause a loaded machine makes, so "still valid" cannot race.
+    const holderA = await claimKey(db, request('fenced'), 60_000);
     expect(holderA).toBeDefined();
 
     // While A's lease is valid, nobody takes over.
-    expect((await resolveExisting(db, request('fenced'), 200)).outcome).toBe('in_progress');
-    await new Promise((resolve) => setTimeout(resolve, 350));
+    expect((await resolveExisting(db, request('fenced'), 60_000)).outcome).toBe('in_progress');
+    // Then it runs out: moved into the past on the database's clock, the clock the takeover reads.
+    await environment.database.pool.query(
+      "UPDATE idempotency_keys SET locked_until = now() - interval '1 millisecond' WHERE key = 'fenced'",
+    );
 
     const takeover = await resolveExisting(db, request('fenced'), 60_000);
     expect(takeover.outcome).toBe('resumed');

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertChargeEvents, insertMerchant } from '../helpers/events';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
-import { expectLedgerConsistent, waitForLedgerToCatchUp } from '../helpers/ledger';
+import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
 import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 
 const events = Number(process.env.BACKLOG_EVENTS ?? 18_000);
@@ -14,6 +14,9 @@ const ratePerSecond = 3_000;
 let redis: PrivateRedis;
 let environment: TestEnvironment;
 const gateways: TestGateway[] = [];
+
+const publishFailures = async (gateway: TestGateway) =>
+  (await gateway.metrics.relayPublishFailures.get()).values.reduce((sum, value) => sum + value.value, 0);
 
 beforeAll(async () => {
   redis = await startPrivateRedis();
@@ -42,7 +45,15 @@ describe('when a backlog built up while Redis was down', () => {
     for (let written = 0; written < events; written += 6_000) {
       await insertChargeEvents(environment.database, merchantId, Math.min(6_000, events - written));
     }
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // Both relays tried again after the events were written, and failed: nothing was published.
+    const relays = gateways.slice(0, 2);
+    const failedBefore = await Promise.all(relays.map(publishFailures));
+    await waitFor(
+      async () =>
+        (await Promise.all(relays.map(publishFailures))).every((count, index) => count > failedBefore[index]!),
+      30_000,
+      'both relays to try to publish while Redis is down',
+    );
     expect(await environment.database.count('SELECT count(*) FROM outbox_events WHERE published_at IS NOT NULL')).toBe(
       0,
     );

@@ -9,6 +9,7 @@ import { jobIdFor, openDeadLetterQueue, openLedgerQueue } from '../../src/outbox
 import { insertChargeEvents, insertMerchant, outboxEvents } from '../helpers/events';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { expectLedgerConsistent, waitFor } from '../helpers/ledger';
+import { waitForJobToFinish } from '../helpers/waits';
 
 let environment: TestEnvironment;
 let connection: Redis;
@@ -84,8 +85,8 @@ describe('when a message is poison (a final error)', () => {
       'the replay',
     );
     // Replaying again changes nothing.
-    await gateway.deadLetters.replay(letter!.id);
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    const again = await gateway.deadLetters.replay(letter!.id);
+    await waitForJobToFinish(queue, again!.jobId); // the second replay ran: its effect is final
     expect(await environment.database.count('SELECT count(*) FROM ledger_transactions')).toBe(1);
     expect((await deadLetters())[0]?.replay_job_id).toBe(`${jobIdFor(event!.id)}-r1`);
     expect(await deadQueue.getJob(jobIdFor(event!.id))).toBeUndefined();

@@ -91,5 +91,5 @@ describe('when the relay dies between publishing and marking', () => {
     await expectLedgerConsistent(environment.database);
     await queue.close();
     connection.disconnect();
-  });
+  }, 180_000); // three gateway processes start in turn: slow on a loaded machine
 });

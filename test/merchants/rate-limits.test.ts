@@ -27,28 +27,39 @@ const input = { amount: 100, currency: 'USD', source: 'tok_visa' };
 
 describe('when a merchant goes over its request rate', () => {
   it('answers 429 RATE_LIMITED with Retry-After, stores nothing for it, and leaves other merchants alone', async () => {
-    // Warm the pool first, and bound the 200s by the one-second windows the burst spanned: on a
-    // loaded machine 12 requests can take seconds, and each new window allows 5 more.
-    expect((await createCharge(gateway.url, gateway.apiKey, 'warm-up', input)).status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 1_100));
-    const startedAt = Date.now();
-    const answers = await Promise.all(
-      Array.from({ length: 24 }, (_, index) => createCharge(gateway.url, gateway.apiKey, `burst-${index}`, input)),
-    );
-    const windows = Math.ceil((Date.now() - startedAt) / 1_000) + 1;
-    const limited = answers.filter((answer) => answer.status === 429);
+    // Bursts of 12 at a limit of 5 a second. A loaded machine can spread a burst over several
+    // one-second windows, so successes are bounded by the windows it spanned, and bursts repeat
+    // (with a deadline) until one is refused.
+    const answers: Awaited<ReturnType<typeof createCharge>>[] = [];
+    let windowsSpanned = 0;
+    const deadline = Date.now() + 30_000;
+    for (let burst = 0; !answers.some((answer) => answer.status === 429); burst += 1) {
+      if (Date.now() > deadline) throw new Error('no burst was refused within 30 s');
+      const startedAt = Date.now();
+      answers.push(
+        ...(await Promise.all(
+          Array.from({ length: 12 }, (_, index) =>
+            createCharge(gateway.url, gateway.apiKey, `burst-${burst}-${index}`, input),
+          ),
+        )),
+      );
+      windowsSpanned += Math.ceil((Date.now() - startedAt) / 1_000) + 1;
+    }
     const succeeded = answers.filter((answer) => answer.status === 200).length;
-    expect(succeeded).toBeLessThanOrEqual(5 * windows);
-    expect(succeeded + limited.length).toBe(24);
-    expect(limited.length).toBeGreaterThanOrEqual(1);
+    const limited = answers.filter((answer) => answer.status === 429);
+    expect(succeeded + limited.length).toBe(answers.length);
+    expect(succeeded).toBeLessThanOrEqual(5 * windowsSpanned);
     expect(limited[0]?.body.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
     expect(Number(limited[0]?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    expect(await environment.database.count('SELECT count(*) FROM idempotency_keys')).toBe(succeeded + 1);
+    // Nothing stored for a refused request: one key per success.
+    expect(await environment.database.count('SELECT count(*) FROM idempotency_keys')).toBe(succeeded);
 
     const other = await gateway.newMerchant('Calm merchant');
     const calm = await createCharge(gateway.url, other.apiKey, 'calm-1', input);
     expect(calm.status).toBe(200);
 
+    // Letting the one-second window pass is the behaviour under test, not a guess at how long
+    // something takes: a longer pause on a loaded machine can only make it pass (docs/testing.md).
     await new Promise((resolve) => setTimeout(resolve, 1_100));
     const later = await createCharge(gateway.url, gateway.apiKey, 'after-the-wait', input);
     expect(later.status).toBe(200);

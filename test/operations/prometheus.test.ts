@@ -62,14 +62,15 @@ describe('metrics', () => {
     );
     await waitFor(
       async () => sample(await scrape(gateway), 'ledger_effects_applied_total') >= 2,
-      10_000,
+      30_000,
       'two effects',
     );
     expect(sample(await scrape(gateway), 'outbox_lag_seconds')).toBe(0);
 
     await gateway.relay?.stop();
     await createCharge(gateway.url, gateway.apiKey, 'signals-3', input);
-    await new Promise((resolve) => setTimeout(resolve, 2_100));
+    // The lag is read from Postgres at scrape time: it grows with the database's clock.
+    await waitFor(async () => sample(await scrape(gateway), 'outbox_lag_seconds') >= 2, 20_000, 'the lag to reach 2 s');
     const stalled = await scrape(gateway);
     expect(sample(stalled, 'outbox_lag_seconds')).toBeGreaterThanOrEqual(2);
     expect(sample(stalled, 'outbox_backlog_events')).toBe(1);

@@ -1,7 +1,7 @@
 /**
  * schema.prisma and the migrated database must agree: every model maps to a table, every field to
  * a column of a compatible type and nullability, and no table or column is missing from Prisma.
- * The migrations are the truth; Prisma is only the client (DESIGN.md §10).
+ * The migrations are the truth; Prisma is only the client (docs/contract.md §10).
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
