@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 const frameworkImports = ['@apollo/*', '@as-integrations/*', 'express', 'graphql', 'type-graphql'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'src/generated/', '.data/', 'coverage/', 'test-artifacts/'] },
+  { ignores: ['node_modules/', 'src/generated/', '.data/', 'coverage/', 'test-artifacts/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -4,7 +4,8 @@
  *      engine runs; otherwise private instances from local binaries under .data/; otherwise a
  *      clear message with the install command.
  *   2. Migrations (dbmate, plain SQL).
- *   3. Outside production: the demo merchant, its API key and a curl to paste.
+ *   3. Outside production: the checkout demo's script (bundled), the demo merchant, its API key
+ *      and a curl to paste.
  *   4. The gateway itself, in the role ROLE says (default all).
  */
 import 'reflect-metadata';
@@ -12,6 +13,7 @@ import { loadConfig, ConfigError, type Config } from '../src/config';
 import { run } from '../src/main';
 import { ensureDemoMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
+import { buildDemo } from './build-demo';
 import { ensureServices } from './ensure-services';
 import { migrate } from './migrate';
 
@@ -21,12 +23,15 @@ function say(line: string): void {
 
 async function prepare(): Promise<Config> {
   const initial = loadConfig();
+  // Production never starts or installs services (scripts/start.sh runs dist/main.js there);
+  // should this file be run in production anyway, the gateway's own reachability check decides.
+  if (initial.isProduction) return initial;
   const services = await ensureServices({ databaseUrl: initial.databaseUrl, redisUrl: initial.redisUrl, log: say });
   process.env.DATABASE_URL = services.databaseUrl;
   process.env.REDIS_URL = services.redisUrl;
   const config = loadConfig();
   migrate(config.databaseUrl);
-  if (config.isProduction) return config;
+  await buildDemo();
   const apiKey = await printDemoMerchant(config);
   // The gateway serves the /demo checkout page with this key.
   process.env.DEMO_MERCHANT_API_KEY = apiKey;

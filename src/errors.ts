@@ -15,6 +15,7 @@ export const errorCodes = {
   IDEMPOTENCY_KEY_AMBIGUOUS: { httpStatus: 400, transient: false },
   IDEMPOTENCY_KEY_IN_USE: { httpStatus: 409, transient: true },
   IDEMPOTENCY_KEY_REUSED: { httpStatus: 422, transient: false },
+  IDEMPOTENCY_KEY_EXPIRED: { httpStatus: 422, transient: false },
   CHARGE_NOT_REFUNDABLE: { httpStatus: 400, transient: false },
   REFUND_EXCEEDS_CHARGE: { httpStatus: 400, transient: false },
   RATE_LIMITED: { httpStatus: 429, transient: true },

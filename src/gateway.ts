@@ -17,8 +17,7 @@ import { ChargeService } from './charges/create-charge';
 import { RefundService } from './charges/refund-charge';
 import { Completer } from './charges/completer';
 import { AuditBuffer } from './idempotency/audit-buffer';
-import { IdempotencyStore } from './idempotency/idempotency-store';
-import { RedisIdempotencyStore } from './idempotency/redis-store';
+import { openIdempotencyStore } from './idempotency/open-idempotency-store';
 import { MerchantAuthenticator } from './merchants/merchants';
 import { MerchantRateLimits } from './merchants/rate-limits';
 import { AuthFailureLimiter } from './merchants/auth-limits';
@@ -171,16 +170,7 @@ function startServices({ config, logger, metrics, database, redis, ledgerQueue, 
     batchSizeMax: config.auditBatchSizeMax,
     onLost: (count) => metrics.auditRowsLost.inc(count),
   });
-  const idempotency = new IdempotencyStore(
-    database.prisma,
-    new RedisIdempotencyStore(redis, config.redisKeyPrefix, () => metrics.redisFallthroughs.inc()),
-    auditBuffer,
-    {
-      leaseMs: config.idempotencyLeaseMs,
-      responseTtlSeconds: config.idempotencyResponseTtlSeconds,
-      countOutcome: (outcome) => metrics.countOutcome(outcome),
-    },
-  );
+  const idempotency = openIdempotencyStore({ config, db: database.prisma, redis, auditBuffer, metrics, logger });
   const keyed = { db: database.prisma, idempotency, acquirer, logger, leaseMs: config.idempotencyLeaseMs };
   const charges = new ChargeService({ ...keyed, faults: config.faults });
   const refunds = new RefundService(keyed);
@@ -196,6 +186,7 @@ function startServices({ config, logger, metrics, database, redis, ledgerQueue, 
     { name: 'acquirer', stop: () => acquirer.close() },
     // Stops after every role (reverse order), so the rows they buffered are flushed.
     { name: 'audit buffer', stop: () => auditBuffer.close() },
+    { name: 'idempotency wake-ups', stop: () => idempotency.close() },
   ];
   const deadLetters = new DeadLetters(database.prisma, ledgerQueue, deadLetterQueue);
   return { idempotency, charges, refunds, retryBudget, deadLetters, stoppables };
@@ -303,6 +294,7 @@ function startRetentionPurge({ config, logger, database }: Platform): Stoppable 
     purgeExpiredIdempotencyKeys(database.prisma, {
       retentionHours: config.idempotencyRetentionHours,
       batchSizeMax: config.idempotencyPurgeBatchSizeMax,
+      tombstoneDays: config.idempotencyTombstoneDays,
     }).then(
       (purged) => purged > 0 && logger.info({ purged }, 'purged idempotency keys past retention'),
       (error: unknown) => logger.warn({ err: error }, 'idempotency key purge failed'),
@@ -358,7 +350,13 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
   }
   if (config.faults.has('drop_response')) http.app.use('/graphql', dropResponseFault);
   const graphql = await createGraphqlServer({
-    services: { db: database.prisma, charges: services.charges, refunds: services.refunds, metrics },
+    services: {
+      db: database.prisma,
+      charges: services.charges,
+      refunds: services.refunds,
+      metrics,
+      inFlightWaitMs: config.idempotencyInFlightWaitMs,
+    },
     authenticator,
     authFailures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'api', config.authFailuresPerMinute),
     logger,

@@ -6,10 +6,16 @@ import 'reflect-metadata';
 import { ConfigError, loadConfig, type Config } from './config';
 import { startGateway } from './gateway';
 import { createLogger } from './platform/logger';
+import { assertServicesReachable, UnreachableServiceError } from './platform/reachability';
 import { ensureDemoMerchant } from './merchants/merchants';
+
+/** How long a production start waits for Postgres or Redis before it gives up, naming the variable. */
+const reachabilityTimeoutMs = 5_000;
 
 export async function run(config: Config): Promise<void> {
   const logger = createLogger(config.logLevel, `payments-gateway-${config.role}`);
+  // In production nothing starts services for us: stop at once rather than serve 503s.
+  if (config.isProduction) await assertServicesReachable(config, reachabilityTimeoutMs);
   const gateway = await startGateway(config, logger);
   if (
     !config.isProduction &&
@@ -49,6 +55,10 @@ export function loadConfigOrExit(): Config {
 const isEntryPoint = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
 if (isEntryPoint) {
   run(loadConfigOrExit()).catch((error: unknown) => {
+    if (error instanceof UnreachableServiceError) {
+      process.stderr.write(`Cannot start: ${error.message}\n`);
+      process.exit(1);
+    }
     process.stderr.write(`The gateway could not start: ${error instanceof Error ? error.stack : String(error)}\n`);
     process.exit(1);
   });

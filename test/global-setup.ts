@@ -4,6 +4,7 @@
  * copies. The template is ours (its name says so); nothing else is dropped.
  */
 import type { TestProject } from 'vitest/node';
+import { buildDemo } from '../scripts/build-demo';
 import { ensureServices } from '../scripts/ensure-services';
 import { migrate } from '../scripts/migrate';
 import { adminQuery, withDatabase } from './helpers/database';
@@ -20,6 +21,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   await adminQuery(services.databaseUrl, `DROP DATABASE IF EXISTS ${templateDatabaseName} WITH (FORCE)`);
   process.env.MIGRATE_QUIET = '1';
   migrate(templateUrl);
+  // The checkout page's script is bundled at build time; its tests serve the bundle.
+  await buildDemo();
   project.provide('databaseUrl', services.databaseUrl);
   project.provide('redisUrl', services.redisUrl);
   project.provide('templateDatabaseName', templateDatabaseName);

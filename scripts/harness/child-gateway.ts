@@ -28,6 +28,8 @@ export interface ChildGatewayOptions {
    * deadline costs nothing when the start is quick.
    */
   readonly readyTimeoutMs?: number;
+  /** Run the compiled gateway (`node dist/main.js`, after `npm run build`) instead of the source. */
+  readonly built?: boolean;
 }
 
 export async function startChildGateway(
@@ -37,15 +39,16 @@ export async function startChildGateway(
   const port = options.port ?? (await freePort());
   const readyTimeoutMs = options.readyTimeoutMs ?? 90_000;
   const exitWithParent = path.join(repoRoot, 'scripts', 'harness', 'exit-with-parent.ts');
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')],
-    {
-      cwd: repoRoot,
-      env: { ...process.env, ...env, PORT: String(port) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  // The built gateway runs under plain node, as in production: no tsx loader that could hide a
+  // broken build (it would resolve what node cannot), so no exit-with-parent guard either.
+  const entry = options.built
+    ? [path.join(repoRoot, 'dist', 'main.js')]
+    : ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')];
+  const child = spawn(process.execPath, entry, {
+    cwd: repoRoot,
+    env: { ...process.env, ...env, PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   // The last 64 KiB is plenty for a report; a long run under faults logs far more.
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-65_536));

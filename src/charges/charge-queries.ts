@@ -4,7 +4,8 @@
  */
 import type { Database } from '../platform/database';
 import type { ChargeSnapshot, ChargeStatus } from './charge';
-import type { Metadata } from './validation';
+import { parseStoredJson } from '../platform/stored-json';
+import { metadataSchema } from './validation';
 
 export const chargesPageSizeMax = 100;
 export const chargesPageSizeDefault = 20;
@@ -39,7 +40,7 @@ function toSnapshot(row: ChargeRow): ChargeSnapshot {
     status: row.status as ChargeStatus,
     failureCode: row.failureCode,
     description: row.description,
-    metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as Metadata),
+    metadata: row.metadata === null ? null : parseStoredJson(metadataSchema, row.metadata, 'charge metadata'),
     createdAt: row.createdAt.toISOString(),
   };
 }

@@ -36,7 +36,9 @@ import {
   type PhaseResult,
 } from './keyed-operation';
 import { recordCharge } from './record-charge';
-import type { CreateChargeInput } from './validation';
+import { createChargeInputSchema, type CreateChargeInput } from './validation';
+import { parseStoredJson } from '../platform/stored-json';
+import { authorizationSchema } from './stored-payloads';
 
 export type { KeyedResult } from './keyed-operation';
 
@@ -59,8 +61,9 @@ export class ChargeService {
     return keyedRequest('createCharge', merchantId, key, input);
   }
 
-  createCharge(request: KeyedRequest, input: CreateChargeInput): Promise<KeyedResult> {
-    return executeKeyed(this.deps, request, (held) =>
+  /** `waitMs`: how long to wait for an in-flight twin with the same key (docs/contract.md §2). */
+  createCharge(request: KeyedRequest, input: CreateChargeInput, waitMs: number): Promise<KeyedResult> {
+    return executeKeyed(this.deps, request, waitMs, (held) =>
       runPhases(held, (current) => this.phaseFor(request.merchantId, current, input, this.authorizeWithAcquirer)),
     );
   }
@@ -71,7 +74,7 @@ export class ChargeService {
    * charge, and a key with no authorization is left for the client's retry.
    */
   async finishAbandoned(merchantId: string, held: HeldKey): Promise<StoredResponse | undefined> {
-    const input = JSON.parse(held.requestPayload) as CreateChargeInput;
+    const input = parseStoredJson(createChargeInputSchema, held.requestPayload, 'charge request');
     try {
       return await runPhases(held, (current) => this.phaseFor(merchantId, current, input, this.lookUpAuthorization));
     } catch (error) {
@@ -110,7 +113,7 @@ export class ChargeService {
   private async recordPhase(merchantId: string, held: HeldKey, input: CreateChargeInput): Promise<PhaseResult> {
     if (this.deps.faults.has('bug_before_record')) throw new TypeError('injected bug (bug_before_record)');
     if (held.acquirerResult === null) throw new Error('invariant violated: AUTHORIZED key without acquirer result');
-    const authorization = JSON.parse(held.acquirerResult) as Authorization;
+    const authorization = parseStoredJson(authorizationSchema, held.acquirerResult, 'authorization');
     const snapshot: ChargeSnapshot = {
       id: newChargeId(),
       amount: input.amount,

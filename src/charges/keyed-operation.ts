@@ -8,7 +8,7 @@
  */
 import { GatewayError } from '../errors';
 import { AcquirerUnavailableError } from '../acquirer/acquirer';
-import type { IdempotencyStore } from '../idempotency/idempotency-store';
+import type { IdempotencyStore, KeyResolution } from '../idempotency/idempotency-store';
 import type { HeldKey, KeyedRequest, StoredResponse } from '../idempotency/types';
 import { isTransientDatabaseError } from '../platform/database';
 import type { Logger } from '../platform/logger';
@@ -67,12 +67,29 @@ export interface KeyedExecutorDependencies {
   readonly leaseMs: number;
 }
 
+/**
+ * Resolves the key (waiting up to `waitMs` for an in-flight twin), runs the phases under the
+ * lease, and writes the stored response through. An infrastructure failure while the key is
+ * resolved is 503: nothing was claimed (the store removed its Redis marker), so the retry runs at once.
+ */
 export async function executeKeyed(
   deps: KeyedExecutorDependencies,
   request: KeyedRequest,
+  waitMs: number,
   run: (held: HeldKey) => Promise<StoredResponse>,
 ): Promise<KeyedResult> {
-  const resolution = await deps.idempotency.resolve(request);
+  let resolution: KeyResolution;
+  try {
+    resolution = await deps.idempotency.resolve(request, waitMs);
+  } catch (error) {
+    if (error instanceof GatewayError || !isInfrastructureFailure(error)) throw error;
+    deps.logger.warn({ err: error, operation: request.operation }, 'resolving the key failed transiently');
+    throw new GatewayError(
+      'TRANSIENT_FAILURE',
+      'A temporary failure stopped this request before anything was recorded; retry with the same Idempotency-Key.',
+      { retryAfterSeconds: 1, cause: error },
+    );
+  }
   if (resolution.outcome === 'replayed') return resolution;
   const { held, redisOwner } = resolution;
   try {
@@ -84,6 +101,11 @@ export async function executeKeyed(
   }
 }
 
+/** A failure of the infrastructure (acquirer, database), not of the request: worth a retry. */
+export function isInfrastructureFailure(error: unknown): boolean {
+  return error instanceof AcquirerUnavailableError || error instanceof InjectedFault || isTransientDatabaseError(error);
+}
+
 /** Turns a failure under a held lease into the client's answer, releasing the key when it is transient. */
 async function answerFailure(
   deps: KeyedExecutorDependencies,
@@ -93,8 +115,7 @@ async function answerFailure(
   redisOwner: string | undefined,
 ): Promise<unknown> {
   if (error instanceof GatewayError) return error;
-  const transient =
-    error instanceof AcquirerUnavailableError || error instanceof InjectedFault || isTransientDatabaseError(error);
+  const transient = isInfrastructureFailure(error);
   const log = { err: error, keyId: held.id, operation: request.operation };
   if (!transient) {
     // An unexpected error: the key is not released; its lease runs out and a retry resumes it.

@@ -36,61 +36,12 @@ import {
   type KeyedResult,
   type PhaseResult,
 } from './keyed-operation';
-import { amountMax, amountMin } from './validation';
+import type { RefundChargeInput } from './validation';
+import { parseStoredJson } from '../platform/stored-json';
+import { refundChargeInputSchema } from './validation';
+import { refundProgressSchema, type RefundProgress, type RefundSnapshot } from './stored-payloads';
 
-export interface RefundChargeInput {
-  readonly chargeId: string;
-  /** Null: what is left of the charge. */
-  readonly amount: number | null;
-  readonly reason: string | null;
-}
-
-export type RefundStatus = 'SUCCEEDED' | 'FAILED';
-
-export interface RefundSnapshot {
-  readonly id: string;
-  readonly chargeId: string;
-  readonly amount: number;
-  readonly currency: string;
-  readonly status: RefundStatus;
-  readonly failureCode: string | null;
-  readonly reason: string | null;
-  readonly createdAt: string;
-}
-
-/** What the key row holds from RESERVED on (in `acquirer_result`). */
-interface RefundProgress {
-  readonly amount: number;
-  readonly currency: string;
-  readonly chargeAuthorizationId: string;
-  readonly authorization?: Authorization;
-}
-
-export const refundReasonLengthMax = 500;
-
-export function validateRefundInput(input: {
-  chargeId: string;
-  amount?: number | null;
-  reason?: string | null;
-}): RefundChargeInput {
-  const amount = input.amount ?? null;
-  if (amount !== null && (!Number.isSafeInteger(amount) || amount < amountMin || amount > amountMax)) {
-    throw new GatewayError(
-      'BAD_USER_INPUT',
-      `input.amount: must be a whole number of minor units from ${amountMin} to ${amountMax}`,
-      {
-        field: 'input.amount',
-      },
-    );
-  }
-  const reason = input.reason ?? null;
-  if (reason !== null && reason.length > refundReasonLengthMax) {
-    throw new GatewayError('BAD_USER_INPUT', `input.reason: must be at most ${refundReasonLengthMax} characters`, {
-      field: 'input.reason',
-    });
-  }
-  return { chargeId: input.chargeId, amount, reason };
-}
+export type { RefundSnapshot } from './stored-payloads';
 
 export interface RefundServiceDependencies {
   readonly db: Database;
@@ -115,15 +66,16 @@ export class RefundService {
     if (charge === null) throw new GatewayError('NOT_FOUND', `No charge ${chargeId}.`, { field: 'input.chargeId' });
   }
 
-  refundCharge(request: KeyedRequest, input: RefundChargeInput): Promise<KeyedResult> {
-    return executeKeyed(this.deps, request, (held) =>
+  /** `waitMs`: how long to wait for an in-flight twin with the same key (docs/contract.md §2). */
+  refundCharge(request: KeyedRequest, input: RefundChargeInput, waitMs: number): Promise<KeyedResult> {
+    return executeKeyed(this.deps, request, waitMs, (held) =>
       runPhases(held, (current) => this.phaseFor(request.merchantId, current, input, this.authorizeWithAcquirer)),
     );
   }
 
   /** For the completer: finishes a refund whose client never came back, never authorizing anew. */
   async finishAbandoned(merchantId: string, held: HeldKey): Promise<StoredResponse | undefined> {
-    const input = JSON.parse(held.requestPayload) as RefundChargeInput;
+    const input = parseStoredJson(refundChargeInputSchema, held.requestPayload, 'refund request');
     if (held.recoveryPoint === 'STARTED') return undefined; // Nothing reserved, nothing authorized.
     try {
       return await runPhases(held, (current) => this.phaseFor(merchantId, current, input, this.lookUpAuthorization));
@@ -310,5 +262,5 @@ export class RefundService {
 
 function readProgress(held: HeldKey): RefundProgress {
   if (held.acquirerResult === null) throw new Error('invariant violated: a reserved refund records its progress');
-  return JSON.parse(held.acquirerResult) as RefundProgress;
+  return parseStoredJson(refundProgressSchema, held.acquirerResult, 'refund progress');
 }

@@ -4,7 +4,8 @@
  * Answers 429 RATE_LIMITED or 503 TRANSIENT_FAILURE itself; otherwise sets res.locals.authentication.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { errorCodes, type ErrorCode } from '../errors';
+import { GatewayError, errorCodes, type ErrorCode } from '../errors';
+import { sendGatewayError, toGatewayError } from './errors';
 import type { AuthFailureLimiter } from '../merchants/auth-limits';
 import type { Merchant, MerchantAuthenticator } from '../merchants/merchants';
 import type { Logger } from '../platform/logger';
@@ -21,15 +22,10 @@ export function bearerToken(request: Request): string | undefined {
 
 /** Answers like a GraphQL error, with the HTTP status of its code and Retry-After when given. */
 export function refuseRequest(response: Response, code: ErrorCode, message: string, retryAfterSeconds?: number): void {
-  if (retryAfterSeconds !== undefined) response.setHeader('retry-after', String(retryAfterSeconds));
-  response.status(errorCodes[code].httpStatus).json({
-    errors: [
-      {
-        message,
-        extensions: { code, ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }) },
-      },
-    ],
-  });
+  sendGatewayError(
+    response,
+    new GatewayError(code, message, retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+  );
 }
 
 export interface Authentication {
@@ -64,8 +60,12 @@ export function merchantAuthentication(
       try {
         merchant = await authenticator.authenticate(token);
       } catch (error) {
+        // An infrastructure failure (classified where the database is opened) is 503 with
+        // Retry-After; anything else is a bug and stays a 500.
+        const gatewayError = toGatewayError(error);
+        if (gatewayError === undefined || !gatewayError.transient) return next(error);
         logger.warn({ err: error }, 'API key lookup failed');
-        return refuseRequest(response, 'TRANSIENT_FAILURE', 'Could not check the API key now; retry shortly.', 1);
+        return sendGatewayError(response, gatewayError);
       }
       if (merchant !== null) void failures.refund(address);
     } else {

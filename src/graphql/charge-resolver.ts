@@ -4,12 +4,20 @@
  * idempotency store decides fingerprint and key state.
  */
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
-import { GatewayError, type ErrorCode } from '../errors';
-import { readIdempotencyKey } from '../idempotency/key';
+import { GatewayError } from '../errors';
+import { inFlightWaitMs, readIdempotencyKey } from '../idempotency/key';
 import { KeyConflictError } from '../idempotency/idempotency-store';
 import type { KeyedResult } from '../charges/create-charge';
 import type { ChargeSnapshot } from '../charges/charge';
-import { validateCreateChargeInput } from '../charges/validation';
+import { isStorableText, validateCreateChargeInput, validateRefundInput } from '../charges/validation';
+import {
+  chargeSnapshotSchema,
+  refundSnapshotSchema,
+  storedRefusalCodeSchema,
+  storedRefusalSchema,
+} from '../charges/stored-payloads';
+import { parseStoredJson } from '../platform/stored-json';
+import type { z } from 'zod';
 import {
   chargesPageSizeDefault,
   chargesPageSizeMax,
@@ -19,7 +27,7 @@ import {
 } from '../charges/charge-queries';
 import { attemptBucket } from './metrics';
 import type { Merchant } from '../merchants/merchants';
-import { validateRefundInput, type RefundSnapshot } from '../charges/refund-charge';
+import type { RefundSnapshot } from '../charges/refund-charge';
 import { Charge, ChargeConnection, CreateChargeInput, Refund, RefundChargeInput } from './charge-types';
 import type { GatewayContext } from './context';
 
@@ -43,12 +51,22 @@ function keyOf(context: GatewayContext): string {
   }
 }
 
-/** Runs a keyed use case and records what the key resolved to, for headers and extensions. */
-export async function runKeyed(
+/** How long this request waits for an in-flight twin: `Prefer: wait=<seconds>` or the configured default. */
+function waitMsOf(context: GatewayContext): number {
+  return inFlightWaitMs(context.headers.prefer, context.services.inFlightWaitMs);
+}
+
+/**
+ * Runs a keyed use case and records what the key resolved to, for headers and extensions. The
+ * stored body is parsed with the schema that wrote it; a stored refusal is thrown as it was
+ * first answered.
+ */
+export async function runKeyed<Schema extends z.ZodType>(
   context: GatewayContext,
   key: string,
+  snapshotSchema: Schema,
   run: () => Promise<KeyedResult>,
-): Promise<unknown> {
+): Promise<z.output<Schema>> {
   context.services.metrics.chargeRequestAttempts.inc({ attempt: attemptBucket(context.headers.attempt) });
   context.idempotency = { key, replayed: false, firstRequestAt: null };
   let result: KeyedResult;
@@ -60,12 +78,12 @@ export async function runKeyed(
   }
   context.idempotency.replayed = result.outcome === 'replayed';
   context.idempotency.firstRequestAt = result.response.firstRequestAt;
-  const body = JSON.parse(result.response.body) as { message?: string };
+  context.idempotency.stored = true;
   if (result.response.code !== null) {
-    // A stored final refusal, replayed as it was first answered.
-    throw new GatewayError(result.response.code as ErrorCode, body.message ?? result.response.code);
+    const refusal = parseStoredJson(storedRefusalSchema, result.response.body, 'refusal');
+    throw new GatewayError(storedRefusalCodeSchema.parse(result.response.code), refusal.message);
   }
-  return body;
+  return parseStoredJson(snapshotSchema, result.response.body, 'response');
 }
 
 @Resolver(() => Charge)
@@ -82,7 +100,9 @@ export class ChargeResolver {
     const key = keyOf(context);
     const { charges } = context.services;
     const request = charges.keyedRequest(merchant.id, key, validated);
-    return (await runKeyed(context, key, () => charges.createCharge(request, validated))) as ChargeSnapshot;
+    return runKeyed(context, key, chargeSnapshotSchema, () =>
+      charges.createCharge(request, validated, waitMsOf(context)),
+    );
   }
 
   @Mutation(() => Refund, {
@@ -99,12 +119,16 @@ export class ChargeResolver {
     const { refunds } = context.services;
     await refunds.assertChargeVisible(merchant.id, validated.chargeId);
     const request = refunds.keyedRequest(merchant.id, key, validated);
-    return (await runKeyed(context, key, () => refunds.refundCharge(request, validated))) as RefundSnapshot;
+    return runKeyed(context, key, refundSnapshotSchema, () =>
+      refunds.refundCharge(request, validated, waitMsOf(context)),
+    );
   }
 
   @Query(() => Charge, { nullable: true, description: 'One of your charges; another merchant’s id reads as null.' })
   async charge(@Arg('id', () => ID) id: string, @Ctx() context: GatewayContext): Promise<ChargeSnapshot | null> {
     const merchant = requireMerchant(context);
+    // An id the database cannot even store names no charge.
+    if (!isStorableText(id)) return null;
     return findCharge(context.services.db, merchant.id, id);
   }
 

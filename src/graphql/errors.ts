@@ -8,18 +8,51 @@ import type { ErrorRequestHandler, Response } from 'express';
 import type { GraphQLFormattedError } from 'graphql';
 import { GraphQLError } from 'graphql';
 import { unwrapResolverError } from '@apollo/server/errors';
+import { HeaderMap } from '@apollo/server';
+import { isTransientDatabaseError } from '../platform/database';
 import { GatewayError, errorCodes, type ErrorCode } from '../errors';
 
 export const internalErrorMessage = 'Internal error. Nothing was recorded twice: retry with the same Idempotency-Key.';
 
-/** Finds the GatewayError behind an error, however Apollo or graphql-js wrapped it. */
+/** On 503: retry soon (docs/contract.md §2); nothing was claimed by a step that failed this way. */
+const transientRetryAfterSeconds = 1;
+
+/**
+ * Finds the GatewayError behind an error, however Apollo or graphql-js wrapped it. A database
+ * failure that escaped its step (a lock or statement timeout, a lost connection) is an
+ * infrastructure failure, never a bug: it becomes 503 TRANSIENT_FAILURE here, in one place.
+ */
 export function toGatewayError(error: unknown): GatewayError | undefined {
   let current: unknown = error;
   for (let depth = 0; depth < 4 && current instanceof Error; depth += 1) {
     if (current instanceof GatewayError) return current;
+    if (!(current instanceof GraphQLError) && isTransientDatabaseError(current)) return transientFailure(current);
     current = current instanceof GraphQLError ? current.originalError : undefined;
   }
   return undefined;
+}
+
+function transientFailure(cause: unknown): GatewayError {
+  return new GatewayError('TRANSIENT_FAILURE', 'A temporary failure stopped this request; retry it.', {
+    retryAfterSeconds: transientRetryAfterSeconds,
+    cause,
+  });
+}
+
+/**
+ * For a failure while the request's context is built (authentication): Apollo answers those
+ * from the error's `extensions.http`, so the status and Retry-After ride on it. An
+ * infrastructure failure is 503; anything else stays a bug (500).
+ */
+export function contextCreationError(error: unknown): unknown {
+  const gatewayError = toGatewayError(error);
+  if (gatewayError === undefined) return error;
+  const headers = new HeaderMap();
+  if (gatewayError.retryAfterSeconds !== undefined) headers.set('retry-after', String(gatewayError.retryAfterSeconds));
+  return new GraphQLError(gatewayError.message, {
+    originalError: gatewayError,
+    extensions: { code: gatewayError.code, http: { status: gatewayError.httpStatus, headers } },
+  });
 }
 
 /** Errors Apollo or graphql-js raise themselves (parse, validation, variable coercion). */

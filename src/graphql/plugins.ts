@@ -117,7 +117,10 @@ export function responsePlugin(): ApolloServerPlugin<GatewayContext> {
           const idempotency = contextValue.idempotency;
           const body = response.body;
           if (idempotency !== null && body?.kind === 'single') {
-            if (answer === undefined) response.http.headers.set('idempotent-replayed', String(idempotency.replayed));
+            // A stored refusal is an outcome too: its replay says so.
+            if (answer === undefined || idempotency.stored === true) {
+              response.http.headers.set('idempotent-replayed', String(idempotency.replayed));
+            }
             body.singleResult.extensions = { ...body.singleResult.extensions, idempotency: { ...idempotency } };
           }
           observeLatency(requestContext, startedAtNs);

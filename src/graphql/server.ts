@@ -103,8 +103,9 @@ function buildContext(req: Request, res: express.Response, options: GraphqlServe
     merchant: authentication.merchant,
     authProblem: authentication.problem,
     headers: {
-      idempotencyKey: header(req, 'idempotency-key'),
-      xIdempotencyKey: header(req, 'x-idempotency-key'),
+      idempotencyKey: req.headersDistinct['idempotency-key'],
+      xIdempotencyKey: req.headersDistinct['x-idempotency-key'],
+      prefer: header(req, 'prefer'),
       attempt: header(req, 'idempotency-attempt'),
     },
     idempotency: null,

@@ -10,6 +10,7 @@ const idempotencyOutcomes: readonly IdempotencyOutcome[] = [
   'mismatch',
   'missing',
   'released',
+  'expired',
 ];
 
 export function idempotencyMetrics(metrics: MetricsRegistry) {
@@ -32,6 +33,10 @@ export function idempotencyMetrics(metrics: MetricsRegistry) {
     redisFallthroughs: metrics.counter({
       name: 'idempotency_redis_fallthrough_total',
       help: 'Hot-path Redis commands that failed or timed out, so the decision fell through to Postgres.',
+    }),
+    redisForgedAnswers: metrics.counter({
+      name: 'idempotency_redis_forged_total',
+      help: 'Idempotency values in Redis whose signature did not verify: ignored, Postgres decided.',
     }),
     auditRowsLost: metrics.counter({
       name: 'idempotency_audit_rows_lost_total',

@@ -8,6 +8,7 @@
  * - mismatch:    the key was used before with a different request; answered 422.
  * - missing:     a money-moving mutation came without a key, or with a malformed one; answered 400.
  * - released:    a transient failure gave the key back, so a retry can run; answered 503.
+ * - expired:     the key was purged by retention and only its tombstone is left; answered 422.
  */
 export type IdempotencyOutcome =
-  'created' | 'resumed' | 'replayed' | 'in_progress' | 'mismatch' | 'missing' | 'released';
+  'created' | 'resumed' | 'replayed' | 'in_progress' | 'mismatch' | 'missing' | 'released' | 'expired';

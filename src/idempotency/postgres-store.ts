@@ -28,8 +28,11 @@ export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: nu
   const rows = await db.$queryRaw<KeyRow[]>`
     WITH inserted AS (
       INSERT INTO idempotency_keys (merchant_id, key, operation, fingerprint, request_payload, locked_until)
-      VALUES (${request.merchantId}, ${request.key}, ${request.operation}, ${request.fingerprint},
-              ${request.requestPayload}, now() + ${leaseMs} * interval '1 millisecond')
+      SELECT ${request.merchantId}, ${request.key}, ${request.operation}, ${request.fingerprint},
+             ${request.requestPayload}, now() + ${leaseMs} * interval '1 millisecond'
+       -- A purged key's tombstone keeps it from being claimed anew: a late retry is not a new charge.
+       WHERE NOT EXISTS (SELECT 1 FROM idempotency_tombstones t
+                          WHERE t.merchant_id = ${request.merchantId} AND t.key = ${request.key})
       ON CONFLICT (merchant_id, key) DO NOTHING
       RETURNING id, lock_token, recovery_point, acquirer_result, request_payload, created_at
     ), audited AS (
@@ -47,15 +50,16 @@ export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: nu
 
 export type ExistingResolution =
   | { readonly outcome: 'resumed'; readonly held: HeldKey }
-  | { readonly outcome: 'replayed'; readonly response: StoredResponse }
+  | { readonly outcome: 'replayed'; readonly response: StoredResponse; readonly retentionSecondsLeft: number }
   | { readonly outcome: 'in_progress'; readonly leaseSecondsLeft: number; readonly firstRequestAt: string }
   | { readonly outcome: 'mismatch'; readonly firstRequestAt: string }
-  /** The row vanished between the insert and this read (purged): claim again. */
+  /** No row: it vanished between the insert and this read (purged), or a tombstone kept it from being claimed. */
   | { readonly outcome: 'vanished' };
 
 interface ResolvedRow extends KeyRow {
   outcome: Extract<IdempotencyOutcome, 'resumed' | 'replayed' | 'in_progress' | 'mismatch'>;
   lease_seconds_left: number | null;
+  retention_seconds_left: number;
   response_status: number | null;
   response_code: string | null;
   response_body: string | null;
@@ -65,6 +69,7 @@ export async function resolveExisting(
   db: Queryable,
   request: KeyedRequest,
   leaseMs: number,
+  retentionHours: number,
 ): Promise<ExistingResolution> {
   // Both CTEs read one snapshot. If another request takes the lease over first, our UPDATE
   // re-checks the newer row, matches nothing, and the SELECT still shows the old row: the outcome
@@ -93,7 +98,10 @@ export async function resolveExisting(
                   WHEN fingerprint <> ${request.fingerprint} THEN 'mismatch'
                   WHEN state = 'COMPLETED' THEN 'replayed'
                   ELSE 'in_progress' END AS outcome,
-             ceil(extract(epoch FROM (locked_until - now())))::int AS lease_seconds_left
+             ceil(extract(epoch FROM (locked_until - now())))::int AS lease_seconds_left,
+             -- Retention counts from updated_at: a replay must not outlive the row in Redis.
+             floor(extract(epoch FROM (updated_at + ${retentionHours} * interval '1 hour' - now())))::int
+               AS retention_seconds_left
       FROM current_row
     ), audited AS (
       INSERT INTO idempotency_audit (merchant_id, key, operation, fingerprint, request_payload, outcome, answered_from)
@@ -102,7 +110,7 @@ export async function resolveExisting(
       FROM resolved
     )
     SELECT id::text, lock_token::text, recovery_point, acquirer_result, request_payload,
-           iso8601(created_at) AS first_request_at, outcome, lease_seconds_left,
+           iso8601(created_at) AS first_request_at, outcome, lease_seconds_left, retention_seconds_left,
            response_status, response_code, response_body
     FROM resolved`;
   const row = rows[0];
@@ -111,7 +119,11 @@ export async function resolveExisting(
     case 'resumed':
       return { outcome: 'resumed', held: toHeldKey(row) };
     case 'replayed':
-      return { outcome: 'replayed', response: toStoredResponse(row) };
+      return {
+        outcome: 'replayed',
+        response: toStoredResponse(row),
+        retentionSecondsLeft: row.retention_seconds_left,
+      };
     case 'in_progress':
       return {
         outcome: 'in_progress',
@@ -121,6 +133,45 @@ export async function resolveExisting(
     case 'mismatch':
       return { outcome: 'mismatch', firstRequestAt: row.first_request_at };
   }
+}
+
+/** What a 409 or 422 answered from Redis tells about the row: when it was first requested, its lease. */
+export async function readKeySummary(
+  db: Queryable,
+  merchantId: string,
+  key: string,
+): Promise<{ firstRequestAt: string; leaseSecondsLeft: number } | undefined> {
+  const rows = await db.$queryRaw<{ first_request_at: string; lease_seconds_left: number | null }[]>`
+    SELECT iso8601(created_at) AS first_request_at,
+           ceil(extract(epoch FROM (locked_until - now())))::int AS lease_seconds_left
+      FROM idempotency_keys WHERE merchant_id = ${merchantId} AND key = ${key}`;
+  const row = rows[0];
+  return row === undefined
+    ? undefined
+    : { firstRequestAt: row.first_request_at, leaseSecondsLeft: row.lease_seconds_left ?? 0 };
+}
+
+/**
+ * The tombstone of a purged key, if it has one, with the attempt audited ('expired') in the same
+ * statement. A different fingerprint is still a reuse (422 IDEMPOTENCY_KEY_REUSED).
+ */
+export async function readTombstone(
+  db: Queryable,
+  request: KeyedRequest,
+): Promise<{ sameRequest: boolean; firstRequestAt: string } | undefined> {
+  const rows = await db.$queryRaw<{ same_request: boolean; first_request_at: string }[]>`
+    WITH tombstone AS (
+      SELECT fingerprint = ${request.fingerprint} AS same_request, iso8601(first_request_at) AS first_request_at
+        FROM idempotency_tombstones WHERE merchant_id = ${request.merchantId} AND key = ${request.key}
+    ), audited AS (
+      INSERT INTO idempotency_audit (merchant_id, key, operation, fingerprint, request_payload, outcome, answered_from)
+      SELECT ${request.merchantId}, ${request.key}, ${request.operation}, ${request.fingerprint},
+             ${request.requestPayload}, CASE WHEN same_request THEN 'expired' ELSE 'mismatch' END, 'postgres'
+        FROM tombstone
+    )
+    SELECT same_request, first_request_at FROM tombstone`;
+  const row = rows[0];
+  return row === undefined ? undefined : { sameRequest: row.same_request, firstRequestAt: row.first_request_at };
 }
 
 /** Saves the acquirer's answer. False when the lease was lost: someone else now holds the key. */

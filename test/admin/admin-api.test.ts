@@ -250,7 +250,7 @@ describe('idempotency keys and retention', () => {
     expect(record.body.data?.idempotencyKey.attempts[1]?.requestPayload).toContain('"amount":43');
   });
 
-  it('purges only finished keys past retention, in batches, never one in flight; a purged key is new again', async () => {
+  it('purges only finished keys past retention, in batches, never one in flight; a purged key leaves a tombstone', async () => {
     for (const index of [1, 2, 3, 4, 5]) {
       await createCharge(gateway.url, gateway.apiKey, `old-${index}`, {
         amount: 10,
@@ -287,14 +287,16 @@ describe('idempotency keys and retention', () => {
     expect(
       await environment.database.count('SELECT count(*) FROM charges WHERE idempotency_key_id IS NULL'),
     ).toBeGreaterThanOrEqual(5);
-    // Redis still remembers the answer for a day; with it gone too, the key is new.
+    // Its Redis answer would have expired with the retention; with it gone, the tombstone answers.
     await gateway.redis.del(`${environment.redisKeyPrefix}:idem:{${gateway.merchantId}}:old-1`);
     const again = await createCharge(gateway.url, gateway.apiKey, 'old-1', {
       amount: 10,
       currency: 'USD',
       source: 'tok_visa',
     });
-    expect(again.headers.get('idempotent-replayed')).toBe('false');
+    expect(again.status).toBe(422);
+    expect(again.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_EXPIRED');
+    expect(await environment.database.count('SELECT count(*) FROM idempotency_tombstones')).toBe(5);
     expect(
       await environment.database.count("SELECT count(*) FROM admin_audit WHERE action = 'purgeExpiredIdempotencyKeys'"),
     ).toBe(1);

@@ -102,25 +102,44 @@ describe('when the same key and request come again after completion', () => {
 });
 
 describe('when the first request with the key is still in flight', () => {
-  it('answers 409 IDEMPOTENCY_KEY_IN_USE with Retry-After of at least 1, stores nothing, then replays', async () => {
+  const slow = { ...visa, source: 'tok_slow' };
+  const chargesForKey = (key: string) =>
+    environment.database.count(
+      'SELECT count(*) FROM charges WHERE idempotency_key_id = (SELECT id FROM idempotency_keys WHERE key = $1)',
+      [key],
+    );
+
+  it('waits for it and answers its outcome as a replay: a double click 100 ms apart gets the same charge, no 409', async () => {
     const key = newKey();
-    const slow = { ...visa, source: 'tok_slow' };
+    const firstPromise = createCharge(gateway.url, gateway.apiKey, key, slow);
+    await new Promise((resolve) => setTimeout(resolve, 100)); // The double click's gap, not a wait for a condition.
+    const second = await createCharge(gateway.url, gateway.apiKey, key, slow);
+    const first = await firstPromise;
+    expect(first.status).toBe(200);
+    expect(second.status).toBe(200);
+    expect(second.body.data?.createCharge?.id).toBe(first.body.data?.createCharge?.id);
+    expect(second.headers.get('idempotent-replayed')).toBe('true');
+    expect(second.body.extensions?.idempotency?.firstRequestAt).toBe(
+      first.body.extensions?.idempotency?.firstRequestAt,
+    );
+    expect(await chargesForKey(key)).toBe(1);
+  });
+
+  it('answers 409 IDEMPOTENCY_KEY_IN_USE with Retry-After 1..2 only when the twin is still in flight after the wait', async () => {
+    const key = newKey();
     const firstPromise = createCharge(gateway.url, gateway.apiKey, key, slow);
     await untilClaimed(key);
-    const second = await createCharge(gateway.url, gateway.apiKey, key, slow);
+    const second = await createCharge(gateway.url, gateway.apiKey, key, slow, { headers: { prefer: 'wait=0' } });
     expect(second.status).toBe(409);
     expect(second.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_IN_USE');
     expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(Number(second.headers.get('retry-after'))).toBeLessThanOrEqual(2);
+    expect(second.body.extensions?.idempotency?.firstRequestAt).toMatch(/Z$/);
     const first = await firstPromise;
     expect(first.status).toBe(200);
     const third = await createCharge(gateway.url, gateway.apiKey, key, slow);
     expect(third.headers.get('idempotent-replayed')).toBe('true');
-    expect(
-      await environment.database.count(
-        'SELECT count(*) FROM charges WHERE idempotency_key_id = (SELECT id FROM idempotency_keys WHERE key = $1)',
-        [key],
-      ),
-    ).toBe(1);
+    expect(await chargesForKey(key)).toBe(1);
   });
 });
 
@@ -361,7 +380,7 @@ describe('when the gateway fails unexpectedly', () => {
         ),
       ).toBe(0);
       // Not released: the lease runs out; then the healthy gateway resumes and charges once.
-      const soon = await createCharge(gateway.url, buggy.apiKey, key, visa);
+      const soon = await createCharge(gateway.url, buggy.apiKey, key, visa, { headers: { prefer: 'wait=0' } });
       expect(soon.status).toBe(409);
       await waitForLeaseToLapse(environment.database, key);
       const resumed = await createCharge(gateway.url, buggy.apiKey, key, visa);

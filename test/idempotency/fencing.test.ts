@@ -64,21 +64,23 @@ describe('when a lease ran out and another request took the key over', () => {
     expect(holderA).toBeDefined();
 
     // While A's lease is valid, nobody takes over.
-    expect((await resolveExisting(db, request('fenced'), 60_000)).outcome).toBe('in_progress');
+    expect((await resolveExisting(db, request('fenced'), 60_000, 72)).outcome).toBe('in_progress');
     // Then it runs out: moved into the past on the database's clock, the clock the takeover reads.
     await environment.database.pool.query(
       "UPDATE idempotency_keys SET locked_until = now() - interval '1 millisecond' WHERE key = 'fenced'",
     );
 
-    const takeover = await resolveExisting(db, request('fenced'), 60_000);
+    const takeover = await resolveExisting(db, request('fenced'), 60_000, 72);
     expect(takeover.outcome).toBe('resumed');
     if (takeover.outcome !== 'resumed') return;
     const holderB = takeover.held;
     expect(BigInt(holderB.lockToken)).toBe(BigInt(holderA!.lockToken) + 1n);
 
     // B holds a valid lease: a third request is in progress; another body is a mismatch.
-    expect((await resolveExisting(db, request('fenced'), 60_000)).outcome).toBe('in_progress');
-    expect((await resolveExisting(db, request('fenced', { ...input, amount: 1 }), 60_000)).outcome).toBe('mismatch');
+    expect((await resolveExisting(db, request('fenced'), 60_000, 72)).outcome).toBe('in_progress');
+    expect((await resolveExisting(db, request('fenced', { ...input, amount: 1 }), 60_000, 72)).outcome).toBe(
+      'mismatch',
+    );
 
     // A, slow and unaware, tries every write it could make: each is refused.
     expect(
@@ -96,6 +98,6 @@ describe('when a lease ran out and another request took the key over', () => {
     expect(await record({ ...holderB, recoveryPoint: 'AUTHORIZED' })).toBe(true);
     expect(await environment.database.count('SELECT count(*) FROM charges')).toBe(1);
     expect(await environment.database.count('SELECT count(*) FROM outbox_events')).toBe(1);
-    expect((await resolveExisting(db, request('fenced'), 60_000)).outcome).toBe('replayed');
+    expect((await resolveExisting(db, request('fenced'), 60_000, 72)).outcome).toBe('replayed');
   });
 });
