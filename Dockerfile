@@ -1,13 +1,41 @@
-# One image for every role (ROLE=api|relay|worker). TypeScript runs through tsx: no build step.
-FROM node:20-bookworm-slim
+# One image for every role (ROLE=api|relay|worker): the compiled gateway under tini, as a non-root
+# user, with production dependencies only. The `build` stage (every dependency, tsx, dbmate) also
+# serves one-off commands: docker compose's `migrate` service and `merchant:create`.
+# Node 22 LTS, an exact tag (the tests run on Node 20 too; the code needs nothing newer than 20).
+
+# --- build: the Prisma client, tsc to dist/, the demo page's bundle -----------------------------
+FROM node:22.20.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY prisma ./prisma
 COPY prisma.config.ts ./
 # The Prisma client is generated at install (postinstall), which needs the prisma CLI (a dev dependency).
-RUN npm ci --no-audit --no-fund && npm cache clean --force
-COPY . .
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY scripts ./scripts
+COPY demo ./demo
+COPY db ./db
+RUN npm run -s build
+
+# --- runtime --------------------------------------------------------------------------------------
+FROM node:22.20.0-bookworm-slim AS runtime
+# tini reaps zombies and forwards SIGTERM to node, so the gateway's graceful drain runs on `docker stop`.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends tini \
+  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production PORT=4000
+WORKDIR /app
+COPY package.json package-lock.json ./
+# --ignore-scripts: postinstall generates the Prisma client with the prisma CLI, a dev dependency;
+# the generated client is already compiled into dist/.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+# The checkout demo's page (served outside production only; its script is in dist/public/).
+COPY demo/index.html ./demo/index.html
 USER node
 EXPOSE 4000
-CMD ["npx", "tsx", "src/main.ts"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 4000) + '/readyz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "dist/main.js"]

@@ -45,7 +45,17 @@ export class SimulatedAcquirer implements Acquirer {
 
   constructor(private readonly options: SimulatedAcquirerOptions) {
     // Its own small pool: the acquirer is "another system" and must not starve the gateway's.
-    this.pool = new pg.Pool({ connectionString: options.databaseUrl, max: 4, application_name: 'simulated-acquirer' });
+    this.pool = new pg.Pool({
+      connectionString: options.databaseUrl,
+      max: 4,
+      application_name: 'simulated-acquirer',
+      // The gateway gives up on a call after timeoutMs; a statement or lock wait that outlives it
+      // would only hold a connection (and row locks) nobody waits for. Passed explicitly because
+      // pg's defaults are "wait forever".
+      statement_timeout: options.timeoutMs,
+      lock_timeout: options.timeoutMs,
+      connectionTimeoutMillis: options.timeoutMs,
+    });
     this.pool.on('error', () => undefined);
   }
 

@@ -7,7 +7,8 @@
  *               finishes the charge; if not, gives the key back for the client's retry, or marks
  *               it ABANDONED once it is older than `abandonAfterHours`.
  * Refunds: at AUTHORIZED it records the refund; at RESERVED it asks the acquirer and records the
- * refund if it was authorized, else leaves the key (and its reservation) for the client's retry.
+ * refund if it was authorized, else releases the reservation and the key (back to STARTED) in one
+ * statement, so no reservation is held forever; the client's retry reserves again.
  * Takeover uses the same lock-token fencing as requests, so a completer racing a late client
  * retry records one charge at most. Rows are claimed FOR UPDATE SKIP LOCKED: several completers
  * may run at once.
@@ -99,7 +100,14 @@ export class Completer {
     try {
       const service = row.operation === 'createCharge' ? this.services.charges : this.services.refunds;
       const response = await service.finishAbandoned(row.merchant_id, held);
-      if (response === undefined) return await this.releaseOrAbandon(held, row.operation);
+      if (response === undefined) {
+        if (row.operation === 'refundCharge' && held.recoveryPoint === 'RESERVED') {
+          // The acquirer refunded nothing under this key: give the reservation back with the key.
+          await this.services.refunds.releaseReservation(held);
+          return 'released';
+        }
+        return await this.releaseOrAbandon(held, row.operation);
+      }
       const request: KeyedRequest = {
         merchantId: row.merchant_id,
         key: row.key,
@@ -119,7 +127,7 @@ export class Completer {
 
   /** Gives the key back for the client's retry; an old charge key with nothing authorized is abandoned. */
   private async releaseOrAbandon(held: HeldKey, operation: KeyedOperation): Promise<CompleterAction> {
-    // A refund holding a reservation is never abandoned: its reservation must be settled by a retry.
+    // Refund keys are never abandoned: a retry can still run them (nothing is reserved at STARTED).
     const abandonable = operation === 'createCharge';
     const rows = await this.db.$queryRaw<{ state: string }[]>`
       UPDATE idempotency_keys

@@ -85,6 +85,30 @@ export class RefundService {
     }
   }
 
+  /**
+   * For the completer, at RESERVED when the acquirer recorded nothing under the derived key: gives
+   * the reserved amount back to the charge and the key back to STARTED (lease cleared), in one
+   * statement fenced by the lock token. False when the lease was lost meanwhile.
+   */
+  async releaseReservation(held: HeldKey): Promise<boolean> {
+    const progress = readProgress(held);
+    const input = parseStoredJson(refundChargeInputSchema, held.requestPayload, 'refund request');
+    const rows = await this.deps.db.$queryRaw<{ released: number }[]>`
+      WITH released AS (
+        UPDATE idempotency_keys
+           SET recovery_point = 'STARTED', acquirer_result = NULL, locked_until = NULL, updated_at = now()
+         WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint
+           AND state = 'IN_PROGRESS' AND recovery_point = 'RESERVED'
+        RETURNING id
+      ), charge AS (
+        UPDATE charges SET amount_reserved = amount_reserved - ${progress.amount}
+         WHERE id = ${input.chargeId} AND EXISTS (SELECT 1 FROM released)
+        RETURNING id
+      )
+      SELECT count(*)::int AS released FROM charge`;
+    return rows[0]?.released === 1;
+  }
+
   private phaseFor(
     merchantId: string,
     held: HeldKey,

@@ -7,8 +7,11 @@ import http from 'node:http';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { purgeExpiredIdempotencyKeys } from '../../src/idempotency/retention';
+import { refundChargeInputSchema } from '../../src/charges/validation';
+import { keyedRequest } from '../../src/idempotency/types';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { createCharge, postGraphql, type ChargeInputForTest } from '../helpers/http';
+import { waitFor } from '../helpers/ledger';
 
 let environment: TestEnvironment;
 let gateway: TestGateway;
@@ -286,5 +289,47 @@ describe('when a key is used again after retention purged it', () => {
     expect(await count('SELECT count(*) FROM idempotency_keys WHERE key = $1', [key])).toBe(0);
     const anotherBody = await createCharge(gateway.url, gateway.apiKey, key, { ...visa, amount: 7 });
     expect(anotherBody.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_REUSED');
+  });
+});
+
+describe('when a refund was left at RESERVED and the acquirer never saw it', () => {
+  it('the completer releases the reservation and the key; the client’s retry refunds once', async () => {
+    const chargeId = await succeededChargeId();
+    const key = newKey();
+    const input = refundChargeInputSchema.parse({ chargeId, amount: 500 });
+    const request = keyedRequest('refundCharge', gateway.merchantId, key, input);
+    const { rows } = await environment.database.pool.query<{ authorization_id: string }>(
+      'SELECT authorization_id FROM charges WHERE id = $1',
+      [chargeId],
+    );
+    // The holder died after reserving, before calling the acquirer; its lease ran out long ago.
+    const progress = { amount: 500, currency: 'USD', chargeAuthorizationId: rows[0]!.authorization_id };
+    await environment.database.pool.query(
+      `INSERT INTO idempotency_keys (merchant_id, key, operation, fingerprint, request_payload, recovery_point,
+                                     acquirer_result, locked_until, updated_at)
+       VALUES ($1, $2, 'refundCharge', $3, $4, 'RESERVED', $5, now() - interval '1 hour', now() - interval '1 hour')`,
+      [gateway.merchantId, key, request.fingerprint, request.requestPayload, JSON.stringify(progress)],
+    );
+    await environment.database.pool.query('UPDATE charges SET amount_reserved = 500 WHERE id = $1', [chargeId]);
+
+    // This pass, or the gateway's own periodic one, releases it.
+    await gateway.completer!.runOnce();
+    await waitFor(
+      async () => (await count('SELECT amount_reserved FROM charges WHERE id = $1', [chargeId])) === 0,
+      10_000,
+      'the completer to release the reservation',
+    );
+    const keyRow = await environment.database.pool.query(
+      'SELECT recovery_point, locked_until FROM idempotency_keys WHERE key = $1',
+      [key],
+    );
+    expect(keyRow.rows[0]).toEqual({ recovery_point: 'STARTED', locked_until: null });
+
+    const retry = await refund(key, { chargeId, amount: 500 });
+    expect(retry.status).toBe(200);
+    expect(retry.body.data?.refundCharge).toMatchObject({ amount: 500, status: 'SUCCEEDED' });
+    const rest = await refund(newKey(), { chargeId });
+    expect(rest.body.data?.refundCharge).toMatchObject({ amount: 1000, status: 'SUCCEEDED' });
+    expect(await count("SELECT count(*) FROM acquirer_authorizations WHERE kind = 'refund'")).toBeGreaterThanOrEqual(2);
   });
 });

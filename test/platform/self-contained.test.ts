@@ -38,4 +38,14 @@ describe('the repository', () => {
       }
     }
   });
+
+  it('runs in CI exactly the test command the README gives', () => {
+    const readme = readFileSync(path.join(repoRoot, 'README.md'), 'utf8');
+    const command = readme.match(/^(npm ci && npm run verify)\s+#/m)?.[1];
+    expect(command).toBe('npm ci && npm run verify');
+    const ci = readFileSync(path.join(repoRoot, '.ci', 'run'), 'utf8')
+      .trim()
+      .split('\n');
+    expect(ci.at(-1)).toBe(command);
+  });
 });
