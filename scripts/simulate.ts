@@ -9,14 +9,18 @@
  * (scripts/simulation/invariants.ts). It exits non-zero on any violation, after printing the seed,
  * the command that runs it again, the timeline, the offending rows and the transcripts involved.
  */
-import { pathToFileURL } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { startPrivatePostgres } from './harness/private-postgres';
 import { faultKinds, type FaultKind } from './simulation/plan';
 import { runSchedule, type ScheduleResult } from './simulation/schedule';
 
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
 export interface SimulationOptions {
-  readonly seed: number;
-  readonly schedules: number;
+  /** One schedule per seed; the CLI runs seed, seed + 1, … seed + schedules - 1. */
+  readonly seeds: readonly number[];
   readonly operations: number;
   readonly windowMs: number;
   readonly faultsPerMinute: number;
@@ -30,8 +34,7 @@ export interface SimulationSummary {
   readonly ok: boolean;
 }
 
-export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
-  schedules: 1,
+export const defaultSimulationOptions: Omit<SimulationOptions, 'seeds'> = {
   operations: 40,
   windowMs: 20_000,
   faultsPerMinute: 36,
@@ -64,12 +67,15 @@ export function summarize(results: readonly ScheduleResult[]): string {
 
 export async function runSimulation(options: SimulationOptions): Promise<SimulationSummary> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  log(`simulate: seed ${options.seed}, ${options.schedules} schedule(s) of ${options.operations} operations`);
+  log(`simulate: seeds ${options.seeds.join(', ')}; ${options.operations} operations each`);
+  // The processes run the shipped build (node dist/main.js), as in production.
+  const build = spawnSync('npm', ['run', '-s', 'build:server'], { cwd: repoRoot, encoding: 'utf8' });
+  if (build.status !== 0) throw new Error(`npm run build:server failed:\n${build.stdout}${build.stderr}`);
   const postgres = await startPrivatePostgres();
   const results: ScheduleResult[] = [];
   try {
-    for (let index = 0; index < options.schedules; index += 1) {
-      const result = await runSchedule(postgres, { ...options, seed: options.seed + index, log });
+    for (const seed of options.seeds) {
+      const result = await runSchedule(postgres, { ...options, seed, log });
       results.push(result);
       log(
         `schedule ${result.seed}: ${result.violations.length === 0 ? 'ok' : `${result.violations.length} VIOLATIONS`} in ${(result.durationMs / 1_000).toFixed(0)} s`,
@@ -90,9 +96,9 @@ function parseArguments(argv: readonly string[]): SimulationOptions {
     if (!Number.isSafeInteger(parsed) || parsed < 0) throw new Error(`--${name} needs a whole number`);
     return parsed;
   };
+  const seed = value('seed') ?? Math.floor(Math.random() * 1_000_000);
   return {
-    seed: value('seed') ?? Math.floor(Math.random() * 1_000_000),
-    schedules: value('schedules') ?? defaultSimulationOptions.schedules,
+    seeds: Array.from({ length: value('schedules') ?? 1 }, (_, index) => seed + index),
     operations: value('ops') ?? defaultSimulationOptions.operations,
     windowMs: value('window-ms') ?? defaultSimulationOptions.windowMs,
     faultsPerMinute: value('faults-per-minute') ?? defaultSimulationOptions.faultsPerMinute,

@@ -27,6 +27,7 @@ export class Fleet {
   private readonly ports = new Map<ProcessName, number>();
   /** Processes being killed on purpose (or stopped at the end): their exit is no finding. */
   private readonly expectedExits = new Set<ProcessName>();
+  private readonly starting = new Map<ProcessName, Promise<void>>();
   private stopping = false;
 
   constructor(
@@ -83,13 +84,22 @@ export class Fleet {
   }
 
   /** Starts a process, trying again while it cannot start (say, during an outage), until the deadline. */
-  async startProcess(name: ProcessName, deadlineMs = 300_000): Promise<void> {
+  /** One start at a time per process: a second caller waits for the start already under way. */
+  startProcess(name: ProcessName, deadlineMs = 600_000): Promise<void> {
+    const underWay = this.starting.get(name);
+    if (underWay !== undefined) return underWay;
+    const start = this.startOnce(name, deadlineMs).finally(() => this.starting.delete(name));
+    this.starting.set(name, start);
+    return start;
+  }
+
+  private async startOnce(name: ProcessName, deadlineMs: number): Promise<void> {
     const deadline = Date.now() + deadlineMs;
     for (;;) {
       try {
         const child = await startChildGateway(
           { ...this.env, ROLE: roleOf(name) },
-          { port: this.ports.get(name), readyTimeoutMs: 120_000 },
+          { port: this.ports.get(name), readyTimeoutMs: 300_000, built: true },
         );
         this.children.set(name, child);
         this.expectedExits.delete(name);
@@ -104,6 +114,7 @@ export class Fleet {
   }
 
   async kill(name: ProcessName, signal: NodeJS.Signals): Promise<string> {
+    await this.starting.get(name)?.catch(() => undefined); // Kill what is there, not a start in progress.
     const child = this.children.get(name);
     if (child === undefined) return 'not running';
     this.expectedExits.add(name);
