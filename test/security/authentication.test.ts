@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGateway } from '../../src/gateway';
+import { keyRevocationChannel } from '../../src/merchants/key-revocations';
 import { createLogger } from '../../src/platform/logger';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { postGraphql } from '../helpers/http';
@@ -41,6 +42,11 @@ const randomKey = () => `sk_${crypto.randomUUID().replaceAll('-', '')}`;
 describe('when an operator revokes a key', () => {
   it('stops the key in another process within a second (Redis pub/sub)', async () => {
     const merchant = await gateway.newMerchant('Revoked');
+    // Both processes subscribe in the background at start: wait until Redis counts both.
+    const channel = keyRevocationChannel(environment.redisKeyPrefix);
+    const subscribedBy = async () => ((await gateway.redis.pubsub('NUMSUB', channel)) as [string, number])[1];
+    const deadline = Date.now() + 10_000;
+    while ((await subscribedBy()) < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     expect((await postGraphql(peer.url, query, bearer(merchant.apiKey))).status).toBe(200);
     const revoke = await fetch(`${gateway.url}/admin/graphql`, {
       method: 'POST',
