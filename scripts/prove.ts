@@ -280,14 +280,19 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
         async () => {
           // Duplicate deliveries after the jobs are gone: only the inbox (or its marker) can stop them.
           const queue = openLedgerQueue(redis, { prefix: `{${redisKeyPrefix}}`, attemptsMax: 5 });
-          const { rows } = await database.query<{ id: string; event_type: 'charge.succeeded'; payload: string }>(
-            'SELECT o.id::text, o.event_type, o.payload FROM outbox_events o JOIN inbox_events i ON i.event_id = o.id ORDER BY o.id LIMIT 25',
+          const { rows } = await database.query<{
+            id: string;
+            event_uid: string;
+            event_type: 'charge.succeeded';
+            payload: string;
+          }>(
+            'SELECT o.id::text, o.event_uid::text, o.event_type, o.payload FROM outbox_events o JOIN inbox_events i ON i.event_id = o.id ORDER BY o.id LIMIT 25',
           );
           await queue.addBulk(
             rows.map((row) => ({
               name: row.event_type,
-              data: { eventId: row.id, type: row.event_type, payload: row.payload },
-              opts: { jobId: `${jobIdFor(row.id)}-duplicate` },
+              data: { eventId: row.id, eventUid: row.event_uid, type: row.event_type, payload: row.payload },
+              opts: { jobId: `${jobIdFor(row.event_uid)}-duplicate` },
             })),
           );
           redeliveries += rows.length;

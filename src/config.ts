@@ -15,7 +15,8 @@ export type Fault =
   | 'fail_after_charge_insert'
   | 'crash_after_publish'
   | 'bug_before_record'
-  | 'drop_response';
+  | 'drop_response'
+  | 'ledger_bug';
 const faults: readonly Fault[] = [
   'crash_after_acquirer',
   'crash_after_authorized',
@@ -25,6 +26,8 @@ const faults: readonly Fault[] = [
   'bug_before_record',
   // The /demo page's toggle: lose a first attempt's answer after the charge committed.
   'drop_response',
+  // The ledger call throws an unexpected error (a bug, not an outage): attempts, then a dead letter.
+  'ledger_bug',
 ];
 
 export interface Config {

@@ -21,12 +21,17 @@ export const errorCodes = {
   RATE_LIMITED: { httpStatus: 429, transient: true },
   TRANSIENT_FAILURE: { httpStatus: 503, transient: true },
   INTERNAL: { httpStatus: 500, transient: true },
-  // The ledger worker's outcomes. Transient ones are retried under the retry budget, then
-  // dead-lettered after N attempts; final ones (poison messages) are dead-lettered at once.
+  // The ledger worker's outcomes (src/ledger/failures.ts). LEDGER_UNAVAILABLE (infrastructure)
+  // and LEDGER_CHARGE_NOT_POSTED (order) hold the job without spending an attempt; other
+  // transient ones are retried under the retry budget, then dead-lettered after N attempts;
+  // final ones (poison messages) are dead-lettered at once.
   LEDGER_EVENT_INVALID: { httpStatus: 500, transient: false },
   LEDGER_AMOUNT_MISMATCH: { httpStatus: 500, transient: false },
+  LEDGER_CHARGE_MISSING: { httpStatus: 500, transient: false },
   LEDGER_CHARGE_NOT_POSTED: { httpStatus: 503, transient: true },
   LEDGER_UNAVAILABLE: { httpStatus: 503, transient: true },
+  LEDGER_APPLY_FAILED: { httpStatus: 500, transient: true },
+  LEDGER_JOB_FAILED: { httpStatus: 500, transient: false },
 } as const satisfies Record<string, { httpStatus: number; transient: boolean }>;
 
 export type ErrorCode = keyof typeof errorCodes;

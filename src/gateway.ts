@@ -33,17 +33,19 @@ import { createGraphqlServer } from './graphql/server';
 import { queryLimitsFromConfig } from './graphql/query-limits';
 import { bodyParserErrorHandler } from './graphql/errors';
 import { createAdminRouter } from './admin/admin-server';
+import { addReconciliationGauge } from './admin/reconciliation';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
 import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
 import { addLedgerQueueGauge, addOutboxGauges } from './outbox/metrics';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
-import { Relay } from './outbox/relay';
+import { Relay, relayPublishCallSite } from './outbox/relay';
 import { DeadLetters } from './ledger/dead-letters';
 import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
 import { addRetryBudgetGauge } from './retry/metrics';
 import { RedisTokenBucketStore } from './retry/redis-token-bucket';
 import { RetryBudget } from './retry/token-bucket';
 import { CallSiteAdmission } from './retry/call-site-admission';
+import { createValueSigner, resolveRedisAnswerSecret } from './platform/signed-value';
 
 /**
  * How long one lifecycle step (a worker, a pool) may take to stop before it is logged and
@@ -229,6 +231,8 @@ async function startRelay({ config, logger, metrics, database, redis, ledgerQueu
       logger,
       onPublished: (count) => metrics.relayPublished.inc(count),
       onPublishFailed: () => metrics.relayPublishFailures.inc(),
+      onRepublished: (count, reason) => metrics.outboxRepublished.inc({ reason }, count),
+      onBudgetExhausted: () => metrics.retryBudgetDelays.inc({ call_site: relayPublishCallSite }),
     },
     {
       databaseUrl: config.databaseUrl,
@@ -238,10 +242,12 @@ async function startRelay({ config, logger, metrics, database, redis, ledgerQueu
       ratePerSecond: config.relayRatePerSecond,
       faults: config.faults,
       publishTimeoutMs: Math.max(1_000, Math.floor(config.relayClaimLeaseMs / 3)),
+      sweeper: { graceMs: config.sweeperGraceMs, intervalMs: config.sweeperIntervalMs },
     },
   );
   await relay.start();
   addOutboxGauges(metrics, database.prisma);
+  addReconciliationGauge(metrics, database.prisma, config.reconciliationGraceMs);
   // Stopping releases the relay's claims, so another relay takes them without waiting for the lease.
   return { relay, stoppables: [{ name: 'relay', stop: () => relay.stop() }] };
 }
@@ -254,6 +260,7 @@ function startWorker(platform: Platform, services: Services) {
       db: database.prisma,
       queueConnection: queueRedis,
       redis,
+      signer: createValueSigner(resolveRedisAnswerSecret(config.redisAnswerSecret)),
       admission: new CallSiteAdmission(redis, services.retryBudget, {
         keyPrefix: config.redisKeyPrefix,
         callSite: ledgerApplyCallSite,
@@ -270,6 +277,8 @@ function startWorker(platform: Platform, services: Services) {
       onAttempt: () => metrics.ledgerApplyAttempts.inc(),
       onDeadLetter: (reason) => metrics.deadLetters.inc({ reason }),
       onBudgetDelay: () => metrics.retryBudgetDelays.inc({ call_site: ledgerApplyCallSite }),
+      onHeld: (reason) => metrics.ledgerJobsHeld.inc({ reason }),
+      onDoneMarkerRejected: () => metrics.doneMarkersRejected.inc(),
     },
     {
       prefix: config.queuePrefix,
@@ -282,6 +291,8 @@ function startWorker(platform: Platform, services: Services) {
       lockDurationMs: config.workerLockDurationMs,
       retryBudgetEmptyDelayMs: config.retryBudgetEmptyDelayMs,
       outageUntilMs: config.faultLedgerOutageMs > 0 ? Date.now() + config.faultLedgerOutageMs : 0,
+      shutdownGraceMs: config.shutdownGraceMs,
+      bugFault: config.faults.has('ledger_bug'),
     },
   );
   worker.start();
@@ -338,6 +349,7 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
         retentionHours: config.idempotencyRetentionHours,
         purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
         merchantChanged,
+        reconciliationGraceMs: config.reconciliationGraceMs,
       },
     });
     http.app.use(admin.router);

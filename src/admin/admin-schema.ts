@@ -14,7 +14,7 @@ import type { LedgerJobData } from '../outbox/queue';
 import type { Database } from '../platform/database';
 import { purgeExpiredIdempotencyKeys } from '../idempotency/retention';
 import { DateTimeScalar } from '../graphql/scalars';
-import { reconcile } from './reconciliation';
+import { reconcileFully } from './reconciliation';
 
 export interface AdminContext {
   /** Who is acting: a fingerprint of the admin token, never the token. */
@@ -27,6 +27,8 @@ export interface AdminContext {
   readonly purgeBatchSizeMax: number;
   /** Tells every api process to drop the merchant's cached key (revocation, rotation, new limit). */
   readonly merchantChanged: (merchantId: string) => Promise<void>;
+  /** Reconciliation facts count only rows older than this (RECONCILIATION_GRACE_MS). */
+  readonly reconciliationGraceMs?: number;
 }
 
 const pageSizeMax = 100;
@@ -93,6 +95,18 @@ class Reconciliation {
   duplicateLedgerTransactions!: string[];
   @Field(() => [ID]) unbalancedLedgerTransactions!: string[];
   @Field(() => Boolean, { description: 'Every ledger transaction sums to zero per currency.' }) balanced!: boolean;
+  @Field(() => [ID], { description: 'Outbox event UUIDs (older than the grace) with no inbox row.' })
+  unappliedEvents!: string[];
+  @Field(() => [ID], { description: 'Approved acquirer charge authorizations that no charge row records.' })
+  authorizationsWithoutCharge!: string[];
+  @Field(() => [ID], { description: 'Refunds done at the acquirer that no refund row records.' })
+  acquirerRefundsWithoutRefund!: string[];
+  @Field(() => [ID], { description: 'Charges holding a refund reservation that no live refund holds.' })
+  stuckReservations!: string[];
+  @Field(() => Boolean, {
+    description: 'All of the facts above empty, nothing missing or duplicated, and the ledger balanced.',
+  })
+  healthy!: boolean;
 }
 
 @ObjectType()
@@ -246,7 +260,7 @@ class AdminResolver {
 
   @Query(() => Reconciliation)
   reconciliation(@Ctx() context: AdminContext): Promise<Reconciliation> {
-    return reconcile(context.db);
+    return reconcileFully(context.db, context.reconciliationGraceMs ?? 0);
   }
 
   @Query(() => DeadLetterConnection)

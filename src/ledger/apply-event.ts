@@ -1,12 +1,15 @@
 /**
  * Applies one event to the ledger, exactly once, in one SQL statement (so one transaction):
- *   1. check the event against the charge (and refund) rows as recorded;
+ *   1. find the event in the outbox by its UUID (a job from another history of the database, say
+ *      one restored from a backup, finds none and is refused), and check it against the charge
+ *      (and refund) rows as recorded;
  *   2. if it agrees, insert the inbox row UNIQUE (consumer, event_id); if that row exists, the
  *      event was applied and nothing else happens (outcome 'duplicate');
  *   3. if the inbox row is new, for charge.succeeded and refund.succeeded, the ledger transaction
  *      and its two balanced entries.
  * An event that does not agree writes nothing and is answered with a final error (poison); a
- * refund whose charge is not posted yet writes nothing and gets a transient one (it waits).
+ * refund whose charge is not posted yet writes nothing and gets LEDGER_CHARGE_NOT_POSTED: the
+ * worker holds it (no attempt spent) until the charge is posted or shown missing.
  * charge.failed writes only the inbox row (outcome 'acknowledged').
  *
  * Entries: a charge debits `acquirer_receivable` and credits the merchant's balance; a refund does
@@ -49,6 +52,7 @@ interface ApplyRow {
   agreed: number;
   inserted: number;
   seen: boolean;
+  in_outbox: boolean;
   posted: number;
   charge_status: string | null;
   charge_amount: number | null;
@@ -66,7 +70,9 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
   // One statement, so one transaction: the inbox row is written only when the event agrees with
   // the charge (and refund) rows, and the ledger rows only when the inbox row was new.
   const rows = await db.$queryRaw<ApplyRow[]>`
-    WITH charge AS (
+    WITH event AS (
+      SELECT id FROM outbox_events WHERE event_uid = ${event.eventUid}::uuid AND id = ${event.eventId}::bigint
+    ), charge AS (
       SELECT id, merchant_id, amount, currency, status FROM charges WHERE id = ${event.chargeId}
     ), refund AS (
       SELECT id, charge_id, amount FROM refunds WHERE id = ${event.refundId} AND status = 'SUCCEEDED'
@@ -74,7 +80,7 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
       SELECT count(*)::int AS n FROM ledger_transactions
        WHERE charge_id = ${event.chargeId} AND event_type = 'charge.succeeded'
     ), agreed AS (
-      SELECT 1 AS ok FROM charge
+      SELECT 1 AS ok FROM charge, event
        WHERE charge.merchant_id = ${event.merchantId} AND charge.currency = ${event.currency}
          AND CASE WHEN ${event.type} = 'charge.failed' THEN charge.status = 'FAILED'
                   WHEN ${event.type} = 'charge.succeeded' THEN charge.status = 'SUCCEEDED' AND charge.amount = ${event.amount}
@@ -82,7 +88,8 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
                        AND EXISTS (SELECT 1 FROM refund WHERE refund.charge_id = charge.id AND refund.amount = ${event.amount})
                        AND (SELECT n FROM charge_posting) = 1 END
     ), inbox AS (
-      INSERT INTO inbox_events (consumer, event_id) SELECT ${ledgerConsumer}, ${event.eventId}::bigint FROM agreed
+      INSERT INTO inbox_events (consumer, event_id, event_uid)
+      SELECT ${ledgerConsumer}, ${event.eventId}::bigint, ${event.eventUid}::uuid FROM agreed
       ON CONFLICT DO NOTHING
       RETURNING event_id
     ), account AS (
@@ -103,7 +110,8 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
     SELECT (SELECT count(*) FROM agreed)::int AS agreed,
            (SELECT count(*) FROM inbox)::int AS inserted,
            (SELECT count(*) FROM posted)::int AS posted,
-           EXISTS (SELECT 1 FROM inbox_events WHERE consumer = ${ledgerConsumer} AND event_id = ${event.eventId}::bigint) AS seen,
+           EXISTS (SELECT 1 FROM inbox_events WHERE consumer = ${ledgerConsumer} AND event_uid = ${event.eventUid}::uuid) AS seen,
+           EXISTS (SELECT 1 FROM event) AS in_outbox,
            (SELECT status FROM charge) AS charge_status,
            (SELECT amount FROM charge) AS charge_amount,
            (SELECT currency FROM charge) AS charge_currency,
@@ -128,6 +136,12 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
 
 function explainRefusal(event: LedgerEvent, row: ApplyRow): GatewayError | undefined {
   const final = (message: string) => new GatewayError('LEDGER_AMOUNT_MISMATCH', `event ${event.eventId}: ${message}`);
+  if (!row.in_outbox) {
+    return new GatewayError(
+      'LEDGER_EVENT_INVALID',
+      `event ${event.eventId} (${event.eventUid}) is not in the outbox: a job from another history of the database`,
+    );
+  }
   if (row.charge_status === null) return final(`charge ${event.chargeId} does not exist`);
   if (row.charge_merchant_id !== event.merchantId) return final('merchant differs from the charge');
   if (row.charge_currency?.trim() !== event.currency) return final('currency differs from the charge');

@@ -9,6 +9,8 @@ import type { OutboxEventType } from '../outbox/events';
 
 export interface LedgerEvent {
   readonly eventId: string;
+  /** The outbox row's UUID: the event's identity (docs/contract.md §5). */
+  readonly eventUid: string;
   readonly type: OutboxEventType;
   readonly chargeId: string;
   readonly refundId: string | null;
@@ -23,8 +25,11 @@ function invalid(message: string): GatewayError {
   return new GatewayError('LEDGER_EVENT_INVALID', message);
 }
 
-export function parseLedgerEvent(eventId: string, type: string, payloadText: string): LedgerEvent {
+export function parseLedgerEvent(eventId: string, eventUid: string, type: string, payloadText: string): LedgerEvent {
   if (!/^\d{1,18}$/.test(eventId)) throw invalid(`event id "${eventId}" is not a positive integer`);
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(eventUid)) {
+    throw invalid(`event uid "${eventUid}" is not a UUID`);
+  }
   if (!(eventTypes as readonly string[]).includes(type)) throw invalid(`unknown event type "${type}"`);
   let payload: Record<string, unknown>;
   try {
@@ -41,5 +46,5 @@ export function parseLedgerEvent(eventId: string, type: string, payloadText: str
     throw invalid(`event ${eventId}: amount ${String(amount)} is not whole minor units in ${amountMin}..${amountMax}`);
   }
   if (typeof currency !== 'string' || !/^[A-Z]{3}$/.test(currency)) throw invalid(`event ${eventId}: bad currency`);
-  return { eventId, type: type as OutboxEventType, chargeId, refundId, merchantId, amount, currency };
+  return { eventId, eventUid, type: type as OutboxEventType, chargeId, refundId, merchantId, amount, currency };
 }

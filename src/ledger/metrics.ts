@@ -27,6 +27,16 @@ export function ledgerMetrics(metrics: MetricsRegistry) {
       labelNames: ['reason'],
       zeros: [{ reason: 'final' }, { reason: 'exhausted' }],
     }),
+    ledgerJobsHeld: metrics.counter({
+      name: 'ledger_jobs_held_total',
+      help: 'Ledger jobs delayed without spending an attempt: infrastructure down, a refund waiting for its charge, or a held call site.',
+      labelNames: ['reason'],
+      zeros: [{ reason: 'infrastructure' }, { reason: 'order' }, { reason: 'budget' }],
+    }),
+    doneMarkersRejected: metrics.counter({
+      name: 'ledger_done_markers_rejected_total',
+      help: 'Redis done markers that failed signature verification and were ignored (the inbox decided).',
+    }),
   };
 }
 

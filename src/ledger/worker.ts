@@ -1,33 +1,60 @@
 /**
- * The ledger worker: applies each event from the `ledger` queue once.
+ * The ledger worker: applies each event from the `ledger` queue once, and never loses one
+ * (docs/contract.md §5; docs/event-path.md says how).
  *
  * For each job:
- *   1. a Redis "done" marker for the event means it was applied: acknowledge, count a duplicate;
- *   2. admission for the call site `ledger.apply` (src/retry/call-site-admission.ts): every
- *      failure pays one token of the fleet's retry budget for the retry it causes, every success
- *      deposits a fraction; when a failure finds the budget empty the call site is held, and jobs
- *      are delayed without spending an attempt (DelayedError), one probe at a time, until a probe
- *      succeeds. An outage does not multiply traffic, and nothing is dropped;
- *   3. applyLedgerEvent: one Postgres transaction (inbox row + balanced entries);
+ *   1. a signed Redis "done" marker for the event's UUID means it was applied: acknowledge, count
+ *      a duplicate. A marker that fails verification is ignored (counted and logged);
+ *   2. admission for the call site `ledger.apply` (src/retry/call-site-admission.ts): while the
+ *      call site is held, the job is delayed (DelayedError, no attempt spent), one probe at a time;
+ *   3. applyLedgerEvent: one Postgres statement (inbox row + balanced entries);
  *   4. after the commit, the done marker (it only ever says "done"; the inbox row is the truth).
- * Failures: a final error (poison) is dead-lettered at once; a transient one is retried with
- * full-jitter backoff and dead-lettered after `attemptsMax` attempts.
+ * Failures (src/ledger/failures.ts):
+ *   - infrastructure (Postgres or Redis unreachable): the call site is held and the job delayed,
+ *     spending no attempt and no budget token, however long the outage lasts;
+ *   - order (a refund before its charge's posting): delayed the same way, until the charge is
+ *     posted, or dead-lettered once the charge is shown missing (its event dead-lettered);
+ *   - final (poison): dead-lettered at once;
+ *   - anything else: an attempt and a budget token; the job that finds the budget empty is held;
+ *     after the last attempt, dead-lettered.
+ * A dead letter is written to Postgres before the job leaves the queue; when it cannot be written
+ * the job is held instead. A failure BullMQ decides on its own (a job that stalled more than
+ * `stalledCountMax` times) is recorded by the `failed` listener; if even that cannot be written,
+ * the relay's sweeper publishes the event again, because it has no inbox row.
  */
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RedisClient } from '../platform/redis';
 import { GatewayError } from '../errors';
-import { isTransientDatabaseError, type Database } from '../platform/database';
+import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
+import type { ValueSigner } from '../platform/signed-value';
 import { fullJitterDelayMs } from '../retry/backoff';
 import type { CallSiteAdmission } from '../retry/call-site-admission';
-import { fullJitterBackoffType, ledgerQueueName, type LedgerJobData } from '../outbox/queue';
+import {
+  fullJitterBackoffType,
+  jobIdFor,
+  ledgerJobDataSchema,
+  ledgerQueueName,
+  type LedgerJobData,
+} from '../outbox/queue';
 import { applyLedgerEvent, ledgerConsumer, type ApplyOutcome } from './apply-event';
 import type { DeadLetters } from './dead-letters';
-import { parseLedgerEvent } from './ledger-event';
+import { classifyFailure, type ClassifiedFailure } from './failures';
+import { parseLedgerEvent, type LedgerEvent } from './ledger-event';
 
 export const ledgerApplyCallSite = 'ledger.apply';
 // A week: far longer than any redelivery; past it the inbox row still answers.
 const doneMarkerTtlSeconds = 7 * 86_400;
+const doneMarkerPurpose = 'ledger.done';
+const doneMarkerValue = 'done';
+/**
+ * BullMQ fails a job that stalled more than this many times without calling the processor (its
+ * default is 1: a worker dying twice while holding a job would drop it). Re-running is safe (the
+ * inbox row settles it), so the bound is high: it only stops a job that kills every worker that
+ * takes it (say, one that exhausts memory) from doing so forever; the `failed` listener then
+ * records it as a dead letter.
+ */
+export const stalledCountMaxDefault = 20;
 
 export interface LedgerWorkerOptions {
   readonly prefix: string;
@@ -38,10 +65,18 @@ export interface LedgerWorkerOptions {
   readonly backoffCapMs: number;
   readonly ratePerSecond: number;
   readonly lockDurationMs: number;
+  /** How long a held job waits before it looks again (jittered up to twice this). */
   readonly retryBudgetEmptyDelayMs: number;
-  /** Test hook: the ledger call fails transiently until this time (epoch ms). */
+  /** Test hook: the ledger call fails as if Postgres were unreachable until this time (epoch ms). */
   readonly outageUntilMs: number;
+  /** Test hook (FAULTS=ledger_bug): the ledger call throws an unexpected error, as a bug would. */
+  readonly bugFault?: boolean;
+  readonly stalledCountMax?: number;
+  /** On stop, running jobs get this long to finish; the rest go back to the queue. */
+  readonly shutdownGraceMs?: number;
 }
+
+export type HoldReason = 'infrastructure' | 'order' | 'budget';
 
 export interface LedgerWorkerDependencies {
   readonly db: Database;
@@ -49,6 +84,8 @@ export interface LedgerWorkerDependencies {
   readonly queueConnection: RedisClient;
   /** Fail-fast client for the done markers. */
   readonly redis: RedisClient;
+  /** Signs and checks the done markers (REDIS_ANSWER_SECRET). */
+  readonly signer: ValueSigner;
   /** Admission for `ledger.apply`: the retry budget and the hold it puts on the call site. */
   readonly admission: CallSiteAdmission;
   readonly deadLetters: DeadLetters;
@@ -57,25 +94,30 @@ export interface LedgerWorkerDependencies {
   readonly onAttempt: () => void;
   readonly onDeadLetter: (reason: 'final' | 'exhausted') => void;
   readonly onBudgetDelay: () => void;
+  readonly onHeld?: (reason: HoldReason) => void;
+  readonly onDoneMarkerRejected?: () => void;
 }
 
 export type JobOutcome = ApplyOutcome | 'skipped';
+type LedgerJob = Job<LedgerJobData, JobOutcome>;
 
 export class LedgerWorker {
   private worker: Worker<LedgerJobData, JobOutcome> | undefined;
+  /** Jobs this process is running, with their lock tokens: shutdown gives back what is left. */
+  private readonly running = new Map<string, { job: LedgerJob; token: string | undefined }>();
 
   constructor(
     private readonly deps: LedgerWorkerDependencies,
     private readonly options: LedgerWorkerOptions,
   ) {}
 
-  doneMarkerKey(eventId: string): string {
-    return `${this.options.redisKeyPrefix}:inbox:${ledgerConsumer}:{evt_${eventId}}`;
+  doneMarkerKey(eventUid: string): string {
+    return `${this.options.redisKeyPrefix}:inbox:${ledgerConsumer}:{${jobIdFor(eventUid)}}`;
   }
 
   start(): Worker<LedgerJobData, JobOutcome> {
     const { options } = this;
-    this.worker = new Worker<LedgerJobData, JobOutcome>(ledgerQueueName, (job, token) => this.process(job, token), {
+    this.worker = new Worker<LedgerJobData, JobOutcome>(ledgerQueueName, (job, token) => this.run(job, token), {
       connection: this.deps.queueConnection,
       prefix: options.prefix,
       concurrency: options.concurrency,
@@ -83,6 +125,7 @@ export class LedgerWorker {
       // settles which run commits.
       lockDuration: options.lockDurationMs,
       stalledInterval: options.lockDurationMs,
+      maxStalledCount: options.stalledCountMax ?? stalledCountMaxDefault,
       ...(options.ratePerSecond > 0 ? { limiter: { max: options.ratePerSecond, duration: 1_000 } } : {}),
       settings: {
         backoffStrategy: (attemptsMade, type) =>
@@ -92,85 +135,238 @@ export class LedgerWorker {
       },
     });
     this.worker.on('error', (error) => this.deps.logger.warn({ err: error }, 'ledger worker connection error'));
+    this.worker.on('failed', (job, error) => {
+      if (job !== undefined) void this.recordUnrecordedFailure(job, error);
+    });
     return this.worker;
   }
 
+  /**
+   * Stops taking jobs and lets running ones finish within the shutdown grace; what is still
+   * running then goes back to the queue (no attempt spent), so nothing is left stalled.
+   */
   async stop(): Promise<void> {
-    // close() lets active jobs finish; a job that cannot finish goes back as stalled.
-    await this.worker?.close();
+    const worker = this.worker;
+    if (worker === undefined) return;
+    const graceMs = this.options.shutdownGraceMs ?? 10_000;
+    let timer: NodeJS.Timeout | undefined;
+    const closed = worker.close().then(() => true);
+    const finished = await Promise.race([
+      closed,
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (finished) return;
+    const leftovers = [...this.running.values()];
+    this.deps.logger.warn({ jobs: leftovers.length }, 'shutdown grace over: giving running jobs back to the queue');
+    await Promise.all(leftovers.map(({ job, token }) => job.moveToDelayed(Date.now(), token).catch(() => undefined)));
   }
 
-  async process(job: Job<LedgerJobData, JobOutcome>, token: string | undefined): Promise<JobOutcome> {
-    const { eventId } = job.data;
-    if (await this.isDone(eventId)) {
+  private async run(job: LedgerJob, token: string | undefined): Promise<JobOutcome> {
+    const id = job.id ?? '';
+    this.running.set(id, { job, token });
+    try {
+      return await this.process(job, token);
+    } finally {
+      this.running.delete(id);
+    }
+  }
+
+  async process(job: LedgerJob, token: string | undefined): Promise<JobOutcome> {
+    let event: LedgerEvent;
+    try {
+      event = await this.readEvent(job.data);
+    } catch (error) {
+      throw await this.handleFailure(job, token, error, 'go');
+    }
+    if (await this.isDone(event.eventUid)) {
       this.deps.onOutcome('skipped');
       return 'skipped';
     }
-    if (!(await this.deps.admission.admit())) {
+    const admission = await this.deps.admission.admit();
+    if (admission === 'held') {
       this.deps.onBudgetDelay();
-      // Jitter spreads the held jobs' next looks over the delay instead of waking them together.
-      const delayMs = this.options.retryBudgetEmptyDelayMs * (1 + Math.random());
-      await job.moveToDelayed(Date.now() + delayMs, token);
-      throw new DelayedError('ledger.apply is held (retry budget empty); delayed without spending an attempt');
+      throw await this.hold(job, token, 'budget');
     }
     try {
       this.deps.onAttempt();
-      const event = parseLedgerEvent(eventId, job.data.type, job.data.payload);
       if (Date.now() < this.options.outageUntilMs) {
         throw new GatewayError('LEDGER_UNAVAILABLE', 'injected ledger outage (FAULT_LEDGER_OUTAGE_MS)');
       }
+      if (this.options.bugFault === true) throw new Error('injected bug (FAULTS=ledger_bug)');
       const outcome = await applyLedgerEvent(this.deps.db, event);
       this.deps.onOutcome(outcome);
-      await this.markDone(eventId);
+      await this.markDone(event.eventUid);
       await this.deps.admission.recordSuccess();
       return outcome;
     } catch (error) {
-      throw await this.handleFailure(job, error);
+      throw await this.handleFailure(job, token, error, admission, event);
     }
   }
 
-  /** Classifies a failure: dead-letters it when it is final or the last attempt, else lets BullMQ retry. */
-  private async handleFailure(job: Job<LedgerJobData, JobOutcome>, error: unknown): Promise<Error> {
-    const failure = classify(error);
+  /** The job's data, checked; a job queued before event UUIDs existed finds its UUID by id. */
+  private async readEvent(data: LedgerJobData): Promise<LedgerEvent> {
+    const parsed = ledgerJobDataSchema.safeParse(data);
+    if (!parsed.success) throw new GatewayError('LEDGER_EVENT_INVALID', `job data: ${parsed.error.message}`);
+    let eventUid = parsed.data.eventUid;
+    if (eventUid === undefined) {
+      const rows = await this.deps.db.$queryRaw<{ event_uid: string }[]>`
+        SELECT event_uid::text FROM outbox_events WHERE id = ${parsed.data.eventId}::bigint`;
+      eventUid = rows[0]?.event_uid;
+      if (eventUid === undefined) throw new GatewayError('LEDGER_EVENT_INVALID', 'event is not in the outbox');
+    }
+    return parseLedgerEvent(parsed.data.eventId, eventUid, parsed.data.type, parsed.data.payload);
+  }
+
+  /** Decides what a failure does with the job; returns the error for the processor to throw. */
+  private async handleFailure(
+    job: LedgerJob,
+    token: string | undefined,
+    error: unknown,
+    admission: 'go' | 'probe',
+    event?: LedgerEvent,
+  ): Promise<Error> {
+    const failure = classifyFailure(error);
+    if (failure.kind === 'infrastructure') {
+      await this.deps.admission.recordOutage();
+      return this.hold(job, token, 'infrastructure');
+    }
+    if (failure.kind === 'order' && event !== undefined) {
+      return this.holdForCharge(job, token, event, failure);
+    }
+    if (failure.kind === 'final') return this.deadLetter(job, token, failure, 'final');
     const attempt = job.attemptsMade + 1;
-    const exhausted = failure.transient && attempt >= (job.opts.attempts ?? this.options.attemptsMax);
-    if (failure.transient && !exhausted) await this.deps.admission.recordFailure();
-    if (!failure.transient || exhausted) {
-      this.deps.logger.warn({ jobId: job.id, code: failure.code, attempt }, 'ledger job dead-lettered');
-      await this.deps.deadLetters.record({
-        jobId: job.id ?? `evt_${job.data.eventId}`,
+    if (admission === 'probe') {
+      // A probe spends no attempt: the hold stays, and the job waits with the rest.
+      await this.deps.admission.recordOutage();
+      return this.hold(job, token, 'budget');
+    }
+    if (attempt >= (job.opts.attempts ?? this.options.attemptsMax)) {
+      return this.deadLetter(job, token, failure, 'exhausted');
+    }
+    if (!(await this.deps.admission.recordFailure())) {
+      this.deps.onBudgetDelay();
+      return this.hold(job, token, 'budget');
+    }
+    return new GatewayError('LEDGER_APPLY_FAILED', failure.message, { cause: error });
+  }
+
+  /** A refund before its charge's posting waits, unless the charge is shown missing. */
+  private async holdForCharge(
+    job: LedgerJob,
+    token: string | undefined,
+    event: LedgerEvent,
+    failure: ClassifiedFailure,
+  ): Promise<Error> {
+    let missing: boolean;
+    try {
+      missing = await chargeShownMissing(this.deps.db, event.chargeId);
+    } catch (error) {
+      this.deps.logger.warn({ err: error, jobId: job.id }, 'could not look for the charge; holding the refund');
+      return this.hold(job, token, 'infrastructure');
+    }
+    if (!missing) return this.hold(job, token, 'order');
+    return this.deadLetter(
+      job,
+      token,
+      { kind: 'final', code: 'LEDGER_CHARGE_MISSING', message: `${failure.message}, and its charge was dead-lettered` },
+      'final',
+    );
+  }
+
+  /** Records the dead letter; only once it is written does the job leave the queue (failed). */
+  private async deadLetter(
+    job: LedgerJob,
+    token: string | undefined,
+    failure: ClassifiedFailure,
+    reason: 'final' | 'exhausted',
+  ): Promise<Error> {
+    const attempt = job.attemptsMade + 1;
+    try {
+      const recorded = await this.deps.deadLetters.record({
+        jobId: job.id ?? jobIdFor(job.data.eventUid ?? job.data.eventId),
         data: job.data,
         errorCode: failure.code,
         errorMessage: failure.message,
         attempts: attempt,
       });
-      this.deps.onDeadLetter(failure.transient ? 'exhausted' : 'final');
-      return new UnrecoverableError(`${failure.code}: ${failure.message}`);
+      if (recorded) this.deps.onDeadLetter(reason);
+    } catch (error) {
+      this.deps.logger.warn({ err: error, jobId: job.id }, 'could not write the dead letter; holding the job');
+      return this.hold(job, token, 'infrastructure');
     }
-    return failure;
+    this.deps.logger.warn({ jobId: job.id, code: failure.code, attempt }, 'ledger job dead-lettered');
+    return new UnrecoverableError(`${failure.code}: ${failure.message}`);
   }
 
-  private async isDone(eventId: string): Promise<boolean> {
+  /**
+   * Delays the job without spending an attempt (BullMQ's DelayedError). If Redis cannot take
+   * even that, the job stays active without a lock renewal and the stalled checker gives it back:
+   * still no attempt, never a failure.
+   */
+  private async hold(job: LedgerJob, token: string | undefined, reason: HoldReason): Promise<Error> {
+    this.deps.onHeld?.(reason);
+    // Jitter spreads the held jobs' next looks over the delay instead of waking them together.
+    const delayMs = this.options.retryBudgetEmptyDelayMs * (1 + Math.random());
+    await job.moveToDelayed(Date.now() + delayMs, token).catch((error: unknown) => {
+      this.deps.logger.warn({ err: error, jobId: job.id }, 'could not delay a held job; it comes back as stalled');
+    });
+    return new DelayedError(`ledger.apply held (${reason}); delayed without spending an attempt`);
+  }
+
+  /** The `failed` listener: any failure the processor did not record becomes a dead letter. */
+  private async recordUnrecordedFailure(job: LedgerJob, error: Error): Promise<void> {
     try {
-      return (await this.deps.redis.exists(this.doneMarkerKey(eventId))) === 1;
+      // BullMQ emits `failed` for every failed attempt, also those it will retry.
+      if ((await job.getState()) !== 'failed') return;
+      if (job.id !== undefined && (await this.deps.deadLetters.isRecorded(job.id))) return;
+      const recorded = await this.deps.deadLetters.record({
+        jobId: job.id ?? jobIdFor(job.data.eventUid ?? job.data.eventId),
+        data: job.data,
+        errorCode: 'LEDGER_JOB_FAILED',
+        errorMessage: error.message,
+        attempts: Math.max(1, job.attemptsMade),
+      });
+      if (recorded) {
+        this.deps.onDeadLetter('final');
+        this.deps.logger.warn({ jobId: job.id, reason: error.message }, 'queue failed a ledger job; dead-lettered');
+      }
+    } catch (failure) {
+      this.deps.logger.error(
+        { err: failure, jobId: job.id },
+        'could not record a failed ledger job; the sweeper publishes its event again',
+      );
+    }
+  }
+
+  private async isDone(eventUid: string): Promise<boolean> {
+    const key = this.doneMarkerKey(eventUid);
+    let stored: string | null;
+    try {
+      stored = await this.deps.redis.get(key);
     } catch {
       return false; // Redis cannot say: the inbox will.
     }
+    if (stored === null) return false;
+    if (this.deps.signer.verify(doneMarkerPurpose, key, stored) === doneMarkerValue) return true;
+    this.deps.onDoneMarkerRejected?.();
+    this.deps.logger.warn({ key }, 'a done marker failed verification; ignored (the inbox decides)');
+    return false;
   }
 
-  private async markDone(eventId: string): Promise<void> {
-    await this.deps.redis.set(this.doneMarkerKey(eventId), '1', 'EX', doneMarkerTtlSeconds).catch(() => undefined);
+  private async markDone(eventUid: string): Promise<void> {
+    const key = this.doneMarkerKey(eventUid);
+    const value = this.deps.signer.sign(doneMarkerPurpose, key, doneMarkerValue);
+    await this.deps.redis.set(key, value, 'EX', doneMarkerTtlSeconds).catch(() => undefined);
   }
 }
 
-function classify(error: unknown): GatewayError {
-  if (error instanceof GatewayError) return error;
-  if (isTransientDatabaseError(error))
-    return new GatewayError('LEDGER_UNAVAILABLE', errorMessage(error), { cause: error });
-  // Unknown errors are retried: a bug fixed by a deploy then heals; N attempts bound it.
-  return new GatewayError('LEDGER_UNAVAILABLE', `unexpected: ${errorMessage(error)}`, { cause: error });
-}
-
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+/** True when the charge's posting cannot come: its event is dead-lettered (and not replayed), or absent. */
+async function chargeShownMissing(db: Database, chargeId: string): Promise<boolean> {
+  const rows = await db.$queryRaw<{ missing: boolean }[]>`
+    SELECT NOT EXISTS (SELECT 1 FROM outbox_events o
+                        WHERE o.aggregate_id = ${chargeId} AND o.event_type = 'charge.succeeded'
+                          AND NOT EXISTS (SELECT 1 FROM dead_letters d
+                                           WHERE d.event_uid = o.event_uid AND d.replay_job_id IS NULL)) AS missing`;
+  return rows[0]?.missing === true;
 }

@@ -14,6 +14,12 @@ export function outboxMetrics(metrics: MetricsRegistry) {
       name: 'relay_publish_failures_total',
       help: 'Relay publish rounds that failed and were retried.',
     }),
+    outboxRepublished: metrics.counter({
+      name: 'outbox_republished_total',
+      help: 'Outbox events published again because they were published but never applied, by reason.',
+      labelNames: ['reason'],
+      zeros: [{ reason: 'unapplied_after_grace' }],
+    }),
   };
 }
 

@@ -6,11 +6,13 @@
  *   2. claim that many unpublished events in id order: one UPDATE … WHERE id IN (SELECT … FOR
  *      UPDATE SKIP LOCKED) that sets `claimed_until`, so relays running at once take disjoint
  *      batches and a crashed relay's claim lapses by itself;
- *   3. `addBulk` with jobId = `evt_<id>`;
+ *   3. `addBulk` with jobId = `evt_<uid>` (the event's UUID: a restored database reuses ids);
  *   4. mark them published.
  * A relay killed between 3 and 4 publishes the batch again once the claim lapses: expected, and
- * harmless, because the worker's inbox deduplicates. It wakes on LISTEN outbox_events and polls
- * as a fallback. On shutdown it releases claims it has not published.
+ * harmless, because the worker's inbox deduplicates. It wakes on LISTEN outbox_events (and
+ * listens again when that connection drops) and polls as a fallback. On shutdown it releases
+ * claims it has not published. Beside it runs the sweeper (src/outbox/sweeper.ts), which
+ * publishes again what was published but never applied.
  */
 import pg from 'pg';
 import type { Queue } from 'bullmq';
@@ -21,6 +23,7 @@ import type { RetryBudget, TokenBucketStore } from '../retry/token-bucket';
 import { fullJitterDelayMs } from '../retry/backoff';
 import type { OutboxEventType } from './events';
 import { jobIdFor, type LedgerJobData } from './queue';
+import { Sweeper, withTimeout, type RepublishReason, type SweeperOptions } from './sweeper';
 
 export interface RelayOptions {
   readonly databaseUrl: string;
@@ -32,6 +35,8 @@ export interface RelayOptions {
   readonly faults: ReadonlySet<Fault>;
   /** A publish must not hang on a dead Redis: past this, the claim is released and retried. */
   readonly publishTimeoutMs: number;
+  /** The sweeper's grace and interval (SWEEPER_GRACE_MS, SWEEPER_INTERVAL_MS); absent: no sweeper. */
+  readonly sweeper?: Pick<SweeperOptions, 'graceMs' | 'intervalMs'>;
 }
 
 export interface RelayDependencies {
@@ -42,16 +47,24 @@ export interface RelayDependencies {
   readonly logger: Logger;
   readonly onPublished: (count: number) => void;
   readonly onPublishFailed: () => void;
+  readonly onRepublished?: (count: number, reason: RepublishReason) => void;
+  /** A publish retry refused because the relay.publish retry budget was empty. */
+  readonly onBudgetExhausted?: () => void;
 }
 
 interface ClaimedEvent {
   id: string;
+  event_uid: string;
   event_type: OutboxEventType;
   payload: string;
 }
 
 export const relayPublishCallSite = 'relay.publish';
 export const relayRateBucketName = 'relay.rate';
+/** How long to wait before listening again after the LISTEN connection dropped. */
+const relistenDelayMs = 1_000;
+/** With rate tokens short, how soon to look again: about when the bucket has refilled a little. */
+const rateStarvedWaitMs = 50;
 
 export class Relay {
   private running = false;
@@ -62,24 +75,48 @@ export class Relay {
   private listener: pg.Client | undefined;
   private inFlight: string[] = [];
   private consecutiveFailures = 0;
+  /** The last round found events but no rate tokens: look again soon, not at the poll interval. */
+  private rateStarved = false;
+  private relistenTimer: NodeJS.Timeout | undefined;
+  private readonly sweeper: Sweeper | undefined;
 
   constructor(
     private readonly deps: RelayDependencies,
     private readonly options: RelayOptions,
-  ) {}
+  ) {
+    if (options.sweeper !== undefined) {
+      this.sweeper = new Sweeper(
+        {
+          db: deps.db,
+          queue: deps.queue,
+          logger: deps.logger,
+          onRepublished: (count, reason) => deps.onRepublished?.(count, reason),
+        },
+        { ...options.sweeper, batchSizeMax: options.batchSizeMax, publishTimeoutMs: options.publishTimeoutMs },
+      );
+    }
+  }
 
   async start(): Promise<void> {
     this.running = true;
     await this.listen();
     this.loopDone = this.loop();
+    this.sweeper?.start();
   }
 
   async stop(): Promise<void> {
     this.running = false;
+    clearTimeout(this.relistenTimer);
     this.wake?.();
     await this.loopDone;
+    await this.sweeper?.stop();
     await this.listener?.end().catch(() => undefined);
     if (this.inFlight.length > 0) await this.releaseClaims(this.inFlight);
+  }
+
+  /** The sweeper, for tests and operators' scripts that sweep on demand. */
+  get outboxSweeper(): Sweeper | undefined {
+    return this.sweeper;
   }
 
   /** One claim–publish–mark round. Returns how many events it published. */
@@ -87,6 +124,7 @@ export class Relay {
     const wanted = this.options.batchSizeMax;
     const granted =
       this.options.ratePerSecond === 0 ? wanted : await this.deps.rateBucket.take(relayRateBucketName, wanted);
+    this.rateStarved = granted === 0;
     if (granted === 0) return 0;
     const events = await this.claim(granted);
     if (this.options.ratePerSecond > 0 && events.length < granted) {
@@ -101,8 +139,8 @@ export class Relay {
         this.deps.queue.addBulk(
           events.map((event) => ({
             name: event.event_type,
-            data: { eventId: event.id, type: event.event_type, payload: event.payload },
-            opts: { jobId: jobIdFor(event.id) },
+            data: { eventId: event.id, eventUid: event.event_uid, type: event.event_type, payload: event.payload },
+            opts: { jobId: jobIdFor(event.event_uid) },
           })),
         ),
         this.options.publishTimeoutMs,
@@ -131,7 +169,9 @@ export class Relay {
           ORDER BY id
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED)
-      RETURNING id::text, event_type, payload`.then((rows) => rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id))));
+      RETURNING id::text, event_uid::text, event_type, payload`.then((rows) =>
+      rows.sort((a, b) => Number(BigInt(a.id) - BigInt(b.id))),
+    );
   }
 
   private async releaseClaims(ids: string[]): Promise<void> {
@@ -158,10 +198,11 @@ export class Relay {
         continue;
       }
       if (published > 0) continue;
-      // Nothing (or no rate tokens) now: wait for a NOTIFY, or the poll interval, or a token.
-      const waitMs =
-        this.options.ratePerSecond > 0 ? Math.min(this.options.pollIntervalMs, 50) : this.options.pollIntervalMs;
-      await this.sleep(waitMs);
+      // No rate tokens: look again when a few have refilled. Nothing to publish: wait for a
+      // NOTIFY or the poll interval, so an idle relay under the cap polls modestly.
+      await this.sleep(
+        this.rateStarved ? Math.min(this.options.pollIntervalMs, rateStarvedWaitMs) : this.options.pollIntervalMs,
+      );
     }
   }
 
@@ -172,6 +213,7 @@ export class Relay {
    */
   private async waitBeforeRetry(): Promise<void> {
     const allowed = await this.deps.retryBudget.tryRetry(relayPublishCallSite).catch(() => true);
+    if (!allowed) this.deps.onBudgetExhausted?.();
     const attempt = Math.min(this.consecutiveFailures, 10);
     const delayMs = allowed
       ? fullJitterDelayMs(attempt, { baseMs: 100, capMs: 5_000 })
@@ -197,12 +239,27 @@ export class Relay {
     });
   }
 
+  /** LISTEN on its own connection; when that connection drops, polls meanwhile and listens again. */
   private async listen(): Promise<void> {
     const client = new pg.Client({
       connectionString: this.options.databaseUrl,
       application_name: 'payments-relay-listen',
     });
-    client.on('error', (error) => this.deps.logger.warn({ err: error }, 'relay LISTEN connection lost; polling'));
+    let lost = false;
+    const relisten = (error?: unknown) => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) this.listener = undefined;
+      client.end().catch(() => undefined);
+      if (!this.running) return;
+      this.deps.logger.warn({ err: error }, 'relay LISTEN connection lost; polling, and listening again');
+      // A NOTIFY may have been missed while the connection was down: look now.
+      this.notified = true;
+      this.wake?.();
+      this.relistenTimer = setTimeout(() => void this.listen(), relistenDelayMs);
+    };
+    client.on('error', relisten);
+    client.on('end', () => relisten());
     client.on('notification', () => {
       this.notified = true;
       this.wake?.();
@@ -212,17 +269,12 @@ export class Relay {
       await client.query('LISTEN outbox_events');
       this.listener = client;
     } catch (error) {
-      this.deps.logger.warn({ err: error }, 'relay could not LISTEN; polling only');
+      relisten(error);
     }
   }
-}
 
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`publish timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  /** True while LISTEN is established (for tests and /readyz detail). */
+  get listening(): boolean {
+    return this.listener !== undefined;
+  }
 }

@@ -40,11 +40,21 @@ export async function insertChargeEvents(
   );
 }
 
-export async function outboxEvents(
-  database: TestDatabase,
-): Promise<{ id: string; event_type: 'charge.succeeded'; payload: string }[]> {
-  const { rows } = await database.pool.query<{ id: string; event_type: 'charge.succeeded'; payload: string }>(
-    'SELECT id::text, event_type, payload FROM outbox_events ORDER BY id',
+export interface StoredOutboxEvent {
+  id: string;
+  event_uid: string;
+  event_type: 'charge.succeeded';
+  payload: string;
+}
+
+export async function outboxEvents(database: TestDatabase): Promise<StoredOutboxEvent[]> {
+  const { rows } = await database.pool.query<StoredOutboxEvent>(
+    'SELECT id::text, event_uid::text, event_type, payload FROM outbox_events ORDER BY id',
   );
   return rows;
+}
+
+/** The job data the relay would publish for an outbox event. */
+export function jobDataFor(event: StoredOutboxEvent, payload = event.payload) {
+  return { eventId: event.id, eventUid: event.event_uid, type: event.event_type, payload };
 }

@@ -6,7 +6,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdFor, openLedgerQueue } from '../../src/outbox/queue';
-import { insertChargeEvents, insertMerchant, outboxEvents } from '../helpers/events';
+import { insertChargeEvents, insertMerchant, jobDataFor, outboxEvents } from '../helpers/events';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { expectLedgerConsistent, waitFor, waitForLedgerToCatchUp } from '../helpers/ledger';
 
@@ -41,15 +41,16 @@ describe('when one event is delivered many times', () => {
     await waitForLedgerToCatchUp(environment.database);
     expect(await ledgerTransactions()).toBe(5);
     const [event] = await outboxEvents(environment.database);
-    const data = { eventId: event!.id, type: event!.event_type, payload: event!.payload };
+    const data = jobDataFor(event!);
     const before = await duplicates();
 
     // The relay's own id again (BullMQ still holds it: ignored), and three new ids.
-    await queue.add(data.type, data, { jobId: jobIdFor(event!.id) });
-    for (const copy of [1, 2, 3]) await queue.add(data.type, data, { jobId: `${jobIdFor(event!.id)}-copy${copy}` });
+    await queue.add(data.type, data, { jobId: jobIdFor(event!.event_uid) });
+    for (const copy of [1, 2, 3])
+      await queue.add(data.type, data, { jobId: `${jobIdFor(event!.event_uid)}-copy${copy}` });
     // The relay's job removed, then added again: BullMQ's dedup cannot help any more.
-    await queue.remove(jobIdFor(event!.id));
-    await queue.add(data.type, data, { jobId: jobIdFor(event!.id) });
+    await queue.remove(jobIdFor(event!.event_uid));
+    await queue.add(data.type, data, { jobId: jobIdFor(event!.event_uid) });
 
     await waitFor(async () => (await duplicates()) >= before + 4, 10_000, 'four duplicate deliveries');
     expect(await ledgerTransactions()).toBe(5);
@@ -81,8 +82,8 @@ describe('when one event is delivered many times', () => {
     await queue.addBulk(
       events.map((event) => ({
         name: event.event_type,
-        data: { eventId: event.id, type: event.event_type, payload: event.payload },
-        opts: { jobId: `${jobIdFor(event.id)}-again` },
+        data: jobDataFor(event),
+        opts: { jobId: `${jobIdFor(event.event_uid)}-again` },
       })),
     );
     await waitFor(async () => (await duplicates()) >= before + events.length, 30_000, 'every redelivery to be caught');

@@ -42,6 +42,8 @@ beforeAll(async () => {
     ROLE: 'all',
     WORKER_BACKOFF_BASE_MS: '50',
     WORKER_BACKOFF_CAP_MS: '200',
+    // A held job looks again after 0.2–0.4 s, so a test sees many holds in a few seconds.
+    RETRY_BUDGET_EMPTY_DELAY_MS: '200',
   });
 });
 afterAll(async () => {
@@ -153,7 +155,7 @@ describe('when 20 refunds of one charge race', () => {
 });
 
 describe('when a refund event is delivered before its charge’s', () => {
-  it('waits (a transient condition) and then applies once, after the charge', async () => {
+  it('holds it without spending attempts, longer than all attempts would take, then posts it after the charge, with no dead letter', async () => {
     const apiOnly = await startTestGateway(environment, { ROLE: 'api' });
     try {
       // The api role writes events; no relay publishes them yet.
@@ -165,8 +167,8 @@ describe('when a refund event is delivered before its charge’s', () => {
       const chargeId = await newCharge(800, 'tok_visa', apiOnly);
       const refunded = await refund({ chargeId, amount: 800 }, key('early'), apiOnly);
       expect(refunded.status).toBe(200);
-      const { rows } = await environment.database.pool.query<{ id: string; payload: string }>(
-        "SELECT id::text, payload FROM outbox_events WHERE event_type = 'refund.succeeded' AND aggregate_id = $1",
+      const { rows } = await environment.database.pool.query<{ id: string; event_uid: string; payload: string }>(
+        "SELECT id::text, event_uid::text, payload FROM outbox_events WHERE event_type = 'refund.succeeded' AND aggregate_id = $1",
         [refunded.body.data?.refundCharge?.id],
       );
       const refundEvent = rows[0];
@@ -176,17 +178,24 @@ describe('when a refund event is delivered before its charge’s', () => {
       const queue = openLedgerQueue(connection, { prefix: `{${environment.redisKeyPrefix}}`, attemptsMax: 20 });
       await queue.add(
         'refund.succeeded',
-        { eventId: refundEvent!.id, type: 'refund.succeeded', payload: refundEvent!.payload },
-        { jobId: jobIdFor(refundEvent!.id), attempts: 1_000 },
+        {
+          eventId: refundEvent!.id,
+          eventUid: refundEvent!.event_uid,
+          type: 'refund.succeeded',
+          payload: refundEvent!.payload,
+        },
+        { jobId: jobIdFor(refundEvent!.event_uid) },
       );
-      await waitFor(
-        async () =>
-          (await environment.database.count('SELECT count(*) FROM ledger_transactions WHERE charge_id = $1', [
-            chargeId,
-          ])) === 0 && (await queue.getJobCounts('delayed')).delayed! > 0,
-        10_000,
-        'the refund to be retried',
-      );
+      // Held more times than its 5 attempts would allow, and still no attempt spent.
+      const held = async () =>
+        (await gateway.metrics.registry.getSingleMetric('ledger_jobs_held_total')?.get())?.values.find(
+          (value) => value.labels.reason === 'order',
+        )?.value ?? 0;
+      const heldBefore = await held();
+      await waitFor(async () => (await held()) >= heldBefore + 8, 15_000, 'the refund to be held 8 times');
+      const job = await queue.getJob(jobIdFor(refundEvent!.event_uid));
+      expect(job?.attemptsMade).toBe(0);
+      expect(await environment.database.count('SELECT count(*) FROM dead_letters')).toBe(0);
       expect(
         await environment.database.count('SELECT count(*) FROM ledger_transactions WHERE charge_id = $1', [chargeId]),
       ).toBe(0);
@@ -208,6 +217,7 @@ describe('when a refund event is delivered before its charge’s', () => {
         [chargeId],
       );
       expect(order.rows.map((row) => row.event_type)).toEqual(['charge.succeeded', 'refund.succeeded']);
+      expect(await environment.database.count('SELECT count(*) FROM dead_letters')).toBe(0);
       await relay.stop();
       await queue.close();
       connection.disconnect();

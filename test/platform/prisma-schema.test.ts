@@ -46,7 +46,7 @@ function parsePrismaSchema(text: string): Map<string, Map<string, PrismaField>> 
 }
 
 const compatibleTypes: Record<string, string[]> = {
-  String: ['text', 'character'],
+  String: ['text', 'character', 'uuid'],
   Int: ['integer'],
   BigInt: ['bigint'],
   Boolean: ['boolean'],
