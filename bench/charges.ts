@@ -1,42 +1,45 @@
 /**
- * `npm run bench` (charges): createCharge over HTTP with autocannon at 1, 16 and 64 connections,
- * against a gateway child process (ROLE=api), printing req/s, p50 and p99 for
+ * `npm run bench` (charges): createCharge over HTTP with wrk (bench/wrk.ts) at each of
+ * BENCH_CONNECTIONS (default 16,64) for BENCH_SECONDS (default 10) each, against a gateway child
+ * process (ROLE=api, NODE_ENV=production), printing req/s, p50 and p99 for
  *   - new charges (a fresh Idempotency-Key per request),
  *   - replays of completed keys,
- *   - the same charge write with the idempotency layer switched off (bench/baseline-server.ts),
- *   - a trivial Apollo mutation (the same baseline server),
- *   - `{ __typename }` through the gateway's own stack (auth, plugins, type-graphql): what the
- *     server costs before the idempotency layer does anything,
- * and pgbench's tps for the new charge's SQL (the same four statements) at the same concurrency.
- * It uses its own database and Redis prefix and removes them. BENCH_SECONDS sets each run's length.
+ *   - a trivial Apollo Server 5 mutation served with the gateway's server settings
+ *     (bench/baseline-server.ts),
+ *   - `{ __typename }` through the gateway's own stack (what the server costs before any resolver),
+ * the api process's largest RSS under load, and pgbench (bench/pgbench.ts) for the gateway's own
+ * statements and commit boundaries, the design's floor and one transaction, at the same client
+ * counts. Every ratio is taken inside this one run. It uses its own database and Redis prefix and
+ * removes them.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import autocannon from 'autocannon';
 import pg from 'pg';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { migrate } from '../scripts/migrate';
-import { startChildGateway } from '../scripts/harness/child-gateway';
+import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { deleteKeysWithPrefix, freePort } from '../scripts/harness/redis';
+import { hasPgbench, runPgbench, type PgbenchShape } from './pgbench';
+import { ensureWrk, runWrk, type WrkLoad, type WrkResult } from './wrk';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const seconds = Number(process.env.BENCH_SECONDS ?? 5);
-const concurrencies = [1, 16, 64];
+const seconds = Number(process.env.BENCH_SECONDS ?? 10);
+const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').map(Number);
 const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const replayKeyCount = 200;
 
 interface Row {
-  scenario: string;
-  clients: number;
-  perSecond: number;
-  p50: number;
-  p99: number;
-  errors: number;
+  readonly scenario: string;
+  readonly connections: number;
+  readonly perSecond: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly failures: number | '';
+  readonly rssMb: number | '';
 }
 
 function databaseUrlFor(name: string): string {
@@ -45,75 +48,10 @@ function databaseUrlFor(name: string): string {
   return url.toString();
 }
 
-async function load(
-  url: string,
-  connections: number,
-  body: string,
-  headers: Record<string, string>,
-  keyFor?: () => string,
-): Promise<Omit<Row, 'scenario'>> {
-  const result = await autocannon({
-    url,
-    connections,
-    duration: seconds,
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body,
-    ...(keyFor === undefined
-      ? {}
-      : {
-          requests: [
-            {
-              setupRequest: (request) => ({ ...request, headers: { ...request.headers, 'idempotency-key': keyFor() } }),
-            },
-          ],
-        }),
-  });
-  return {
-    clients: connections,
-    perSecond: Math.round(result.requests.average),
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    errors: result.non2xx + result.errors + result.timeouts,
-  };
-}
-
-function pgbenchScript(merchantId: string): string {
-  const key = `'pgb-' || :client_id || '-' || :k`;
-  return [
-    '\\set k random(1, 1000000000000)',
-    `WITH inserted AS (INSERT INTO idempotency_keys (merchant_id, key, operation, fingerprint, request_payload, locked_until) VALUES ('${merchantId}', ${key}, 'createCharge', repeat('a', 64), json_build_object('amount', 100)::text, now() + interval '15 seconds') ON CONFLICT (merchant_id, key) DO NOTHING RETURNING id, created_at), audited AS (INSERT INTO idempotency_audit (merchant_id, key, operation, fingerprint, request_payload, outcome, answered_from) SELECT '${merchantId}', ${key}, 'createCharge', repeat('a', 64), json_build_object('amount', 100)::text, 'created', 'postgres' FROM inserted) SELECT id, iso8601(created_at) FROM inserted;`,
-    `INSERT INTO acquirer_authorizations (idempotency_key, authorization_id, kind, amount, currency, source, approved) VALUES (${key}, 'auth-' || ${key}, 'charge', 100, 'USD', 'tok_visa', true) ON CONFLICT (idempotency_key) DO NOTHING RETURNING authorization_id, approved, decline_code;`,
-    `UPDATE idempotency_keys SET recovery_point = 'AUTHORIZED', acquirer_result = json_build_object('approved', true)::text, updated_at = now() WHERE merchant_id = '${merchantId}' AND key = ${key} AND lock_token = 1 AND state = 'IN_PROGRESS';`,
-    `WITH completed AS (UPDATE idempotency_keys SET state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL, response_status = 200, response_body = json_build_object('id', 'x')::text, completed_at = now(), updated_at = now() WHERE merchant_id = '${merchantId}' AND key = ${key} AND lock_token = 1 AND state = 'IN_PROGRESS' RETURNING id), charge AS (INSERT INTO charges (id, merchant_id, idempotency_key_id, amount, currency, source, status, authorization_id, created_at) SELECT 'ch_' || ${key}, '${merchantId}', completed.id, 100, 'USD', 'tok_visa', 'SUCCEEDED', 'auth-' || ${key}, now() FROM completed RETURNING id), event AS (INSERT INTO outbox_events (event_type, aggregate_id, payload) SELECT 'charge.succeeded', charge.id, '{}' FROM charge RETURNING id) SELECT count(*) FROM event;`,
-  ].join('\n');
-}
-
-function pgbench(databaseUrl: string, merchantId: string, clients: number): number | undefined {
-  if (spawnSync('sh', ['-c', 'command -v pgbench']).status !== 0) return undefined;
-  const folder = mkdtempSync(path.join(os.tmpdir(), 'pgw-bench-'));
-  const script = path.join(folder, 'new-charge.sql');
-  writeFileSync(script, pgbenchScript(merchantId));
-  const result = spawnSync(
-    'pgbench',
-    ['-n', '-M', 'prepared', '-f', script, '-c', String(clients), '-j', '2', '-T', String(seconds), databaseUrl],
-    {
-      encoding: 'utf8',
-    },
-  );
-  const match = result.stdout.match(/tps = ([0-9.]+)/);
-  if (match === null) {
-    process.stderr.write(`pgbench failed: ${result.stderr}\n`);
-    return undefined;
-  }
-  // Four statements per new charge, each its own transaction: a charge is four "transactions".
-  return Number(match[1]);
-}
-
-async function startBaseline(databaseUrl: string, merchantId: string): Promise<{ url: string; process: ChildProcess }> {
+async function startBaseline(): Promise<{ url: string; process: ChildProcess }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'bench', 'baseline-server.ts')], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), BENCH_MERCHANT_ID: merchantId },
+    env: { ...process.env, PORT: String(port), NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
@@ -123,16 +61,164 @@ async function startBaseline(databaseUrl: string, merchantId: string): Promise<{
   return { url: `http://127.0.0.1:${port}/graphql`, process: child };
 }
 
-function print(rows: Row[]): void {
-  const header = ['scenario', 'clients', 'req/s', 'p50 ms', 'p99 ms', 'non-2xx'];
-  const lines = rows.map((row) => [row.scenario, row.clients, row.perSecond, row.p50, row.p99, row.errors].map(String));
+const chargeBody = JSON.stringify({
+  query: 'mutation($input: CreateChargeInput!) { createCharge(input: $input) { id amount currency status createdAt } }',
+  variables: { input: { amount: 1999, currency: 'USD', source: 'tok_visa' } },
+});
+
+function row(scenario: string, connections: number, result: WrkResult): Row {
+  return {
+    scenario,
+    connections,
+    perSecond: result.perSecond,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    failures: result.non2xx + result.socketErrors,
+    rssMb: result.rssMbMax === undefined ? '' : Math.round(result.rssMbMax),
+  };
+}
+
+/** The HTTP scenarios at one connection count. */
+async function httpRows(
+  gateway: ChildGateway,
+  baselineUrl: string,
+  authorization: string,
+  connections: number,
+  suffix: string,
+): Promise<Row[]> {
+  const common = { connections, seconds, rssPid: gateway.process.pid };
+  const gatewayUrl = `${gateway.url}/graphql`;
+  const loads: [string, WrkLoad][] = [
+    [
+      'new charge',
+      { ...common, url: gatewayUrl, body: chargeBody, authorization, keys: { kind: 'fresh', prefix: `new-${suffix}` } },
+    ],
+    [
+      'replay',
+      {
+        ...common,
+        url: gatewayUrl,
+        body: chargeBody,
+        authorization,
+        keys: { kind: 'cycle', prefix: `replay-${suffix}`, count: replayKeyCount },
+      },
+    ],
+    [
+      'trivial mutation',
+      {
+        connections,
+        seconds,
+        url: baselineUrl,
+        body: JSON.stringify({ query: 'mutation { ping }' }),
+        keys: { kind: 'none' },
+      },
+    ],
+    [
+      'gateway stack only',
+      {
+        ...common,
+        url: gatewayUrl,
+        body: JSON.stringify({ query: '{ __typename }' }),
+        authorization,
+        keys: { kind: 'none' },
+      },
+    ],
+  ];
+  const rows: Row[] = [];
+  for (const [scenario, load] of loads) rows.push(row(scenario, connections, await runWrk(load)));
+  return rows;
+}
+
+function pgbenchRows(databaseUrl: string, merchantId: string): Row[] {
+  if (!hasPgbench()) {
+    process.stdout.write('pgbench is not installed (apt-get install postgresql-client): no database reference\n');
+    return [];
+  }
+  const shapes: [PgbenchShape, string][] = [
+    ['gateway', 'pgbench: gateway (4 commits)'],
+    ['floor', 'pgbench: floor (3 commits)'],
+    ['one transaction', 'pgbench: one transaction'],
+  ];
+  return connectionCounts.flatMap((clients) =>
+    shapes.flatMap(([shape, scenario]) => {
+      try {
+        const result = runPgbench(databaseUrl, merchantId, shape, clients, seconds);
+        return [{ scenario, connections: clients, ...result, failures: '' as const, rssMb: '' as const }];
+      } catch (error) {
+        // A reference that could not run (on a loaded machine 64 connections may not even open in
+        // a short run) must not throw away the HTTP figures already measured.
+        process.stdout.write(`${scenario} at ${clients} clients did not run: ${String(error).split('\n')[0]}\n`);
+        return [];
+      }
+    }),
+  );
+}
+
+function print(rows: readonly Row[]): void {
+  const header = ['scenario', 'conns', 'per s', 'p50 ms', 'p99 ms', 'failed', 'api RSS MB'];
+  const lines = rows.map((one) =>
+    [
+      one.scenario,
+      one.connections,
+      one.perSecond,
+      one.p50Ms.toFixed(1),
+      one.p99Ms.toFixed(1),
+      one.failures,
+      one.rssMb,
+    ].map(String),
+  );
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));
   const format = (cells: string[]) => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ');
   process.stdout.write(`${format(header)}\n${widths.map((width) => '-'.repeat(width)).join('  ')}\n`);
-  for (const line of lines) process.stdout.write(`${format(line)}\n`);
+  for (const line of lines) process.stdout.write(`${format(line).trimEnd()}\n`);
+}
+
+function printRatios(rows: readonly Row[]): void {
+  const find = (scenario: string, connections: number) =>
+    rows.find((one) => one.scenario === scenario && one.connections === connections);
+  const percent = (part: Row | undefined, whole: Row | undefined) =>
+    part === undefined || whole === undefined ? 'n/a' : `${Math.round((100 * part.perSecond) / whole.perSecond)}%`;
+  for (const connections of connectionCounts) {
+    const newCharges = find('new charge', connections);
+    process.stdout.write(
+      `${String(connections).padStart(2)} connections: replays at ${percent(find('replay', connections), find('trivial mutation', connections))} ` +
+        `of a trivial Apollo mutation (target ≥ 70%); new charges at ${percent(newCharges, find('pgbench: gateway (4 commits)', connections))} ` +
+        `of pgbench on the gateway's own statements (target ≥ 50%), ${percent(newCharges, find('pgbench: floor (3 commits)', connections))} ` +
+        `of the floor\n`,
+    );
+  }
+  const rss = Math.max(...rows.map((one) => (one.rssMb === '' ? 0 : one.rssMb)));
+  process.stdout.write(`api RSS under load: at most ${rss} MB (target < 250 MB at 64 connections)\n`);
+}
+
+async function prepare(databaseUrl: string): Promise<{ merchantId: string; apiKey: string }> {
+  process.env.MIGRATE_QUIET = '1';
+  migrate(databaseUrl);
+  const handle = openDatabase({
+    databaseUrl,
+    databasePoolSizeMax: 1,
+    databaseStatementTimeoutMs: 5_000,
+    databaseLockTimeoutMs: 2_000,
+  });
+  const { merchant, apiKey } = await createMerchant(handle.prisma, 'Bench merchant');
+  await handle.close();
+  return { merchantId: merchant.id, apiKey };
+}
+
+/** Completes the keys the replay scenario cycles through. */
+async function completeReplayKeys(gateway: ChildGateway, authorization: string, suffix: string): Promise<void> {
+  for (let index = 0; index < replayKeyCount; index += 1) {
+    const answer = await fetch(`${gateway.url}/graphql`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization, 'idempotency-key': `replay-${suffix}-${index}` },
+      body: chargeBody,
+    });
+    if (answer.status !== 200) throw new Error(`could not complete replay key ${index}: ${answer.status}`);
+  }
 }
 
 async function main(): Promise<void> {
+  ensureWrk();
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `pgw_bench_${suffix}`;
   const databaseUrl = databaseUrlFor(databaseName);
@@ -142,112 +228,46 @@ async function main(): Promise<void> {
   await admin.query(`CREATE DATABASE ${databaseName}`);
   const cleanups: (() => Promise<unknown>)[] = [];
   try {
-    process.env.MIGRATE_QUIET = '1';
-    migrate(databaseUrl);
-    const handle = openDatabase({
-      databaseUrl,
-      databasePoolSizeMax: 1,
-      databaseStatementTimeoutMs: 5_000,
-      databaseLockTimeoutMs: 2_000,
-    });
-    const { merchant, apiKey } = await createMerchant(handle.prisma, 'Bench merchant');
-    await handle.close();
-
-    const gateway = await startChildGateway({
-      DATABASE_URL: databaseUrl,
-      REDIS_URL: redisUrl,
-      REDIS_KEY_PREFIX: redisKeyPrefix,
-      ROLE: 'api',
-      LOG_LEVEL: 'warn',
-      NODE_ENV: 'production',
-      DATABASE_POOL_SIZE_MAX: '16',
-      // One merchant drives all the load: the per-merchant limit must not be what is measured.
-      MERCHANT_RATE_PER_SECOND: '1000000',
-    });
+    const { merchantId, apiKey } = await prepare(databaseUrl);
+    const gateway = await startChildGateway(
+      {
+        DATABASE_URL: databaseUrl,
+        REDIS_URL: redisUrl,
+        REDIS_KEY_PREFIX: redisKeyPrefix,
+        ROLE: 'api',
+        LOG_LEVEL: 'warn',
+        NODE_ENV: 'production',
+        // Production refuses to start without these (docs/configuration.md); the bench is no deployment.
+        ACQUIRER: 'simulated',
+        ACQUIRER_SIMULATED_IN_PRODUCTION: 'true',
+        REDIS_ANSWER_SECRET: randomBytes(32).toString('hex'),
+        DATABASE_POOL_SIZE_MAX: '16',
+        // One merchant drives all the load: the per-merchant limit must not be what is measured.
+        MERCHANT_RATE_PER_SECOND: '1000000',
+        ...(process.env.BENCH_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }),
+      },
+      { readyTimeoutMs: 300_000 },
+    ); // a loaded machine (shared with test suites) starts it slowly
     cleanups.push(() => gateway.kill('SIGTERM'));
-    const baseline = await startBaseline(databaseUrl, merchant.id);
+    const baseline = await startBaseline();
     cleanups.push(async () => baseline.process.kill('SIGTERM'));
+    const authorization = `Bearer ${apiKey}`;
+    await completeReplayKeys(gateway, authorization, suffix);
 
-    const auth = { authorization: `Bearer ${apiKey}` };
-    const chargeBody = JSON.stringify({
-      query:
-        'mutation($input: CreateChargeInput!) { createCharge(input: $input) { id amount currency status createdAt } }',
-      variables: { input: { amount: 1999, currency: 'USD', source: 'tok_visa' } },
-    });
     const rows: Row[] = [];
-    let counter = 0;
-    const freshKey = () => `bench-${suffix}-${counter++}`;
-
-    // Completed keys to replay.
-    const replayKeys = Array.from({ length: 200 }, (_, index) => `replay-${suffix}-${index}`);
-    for (const key of replayKeys) {
-      await fetch(`${gateway.url}/graphql`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...auth, 'idempotency-key': key },
-        body: chargeBody,
-      });
-    }
-    let replayIndex = 0;
-    const replayKey = () => replayKeys[replayIndex++ % replayKeys.length]!;
-
-    const pgbenchTps = new Map<number, number | undefined>();
-    for (const clients of concurrencies) {
-      rows.push({
-        scenario: 'new charge',
-        ...(await load(`${gateway.url}/graphql`, clients, chargeBody, auth, freshKey)),
-      });
-      rows.push({
-        scenario: 'replay',
-        ...(await load(`${gateway.url}/graphql`, clients, chargeBody, auth, replayKey)),
-      });
-      rows.push({
-        scenario: 'idempotency off',
-        ...(await load(
-          baseline.url,
-          clients,
-          JSON.stringify({
-            query:
-              'mutation($input: ChargeInput!) { createChargeDirect(input: $input) { id amount currency status createdAt } }',
-            variables: { input: { amount: 1999, currency: 'USD', source: 'tok_visa' } },
-          }),
-          {},
-        )),
-      });
-      rows.push({
-        scenario: 'trivial mutation',
-        ...(await load(baseline.url, clients, JSON.stringify({ query: 'mutation { ping }' }), {})),
-      });
-      rows.push({
-        scenario: 'gateway stack only',
-        ...(await load(`${gateway.url}/graphql`, clients, JSON.stringify({ query: '{ __typename }' }), auth)),
-      });
+    for (const connections of connectionCounts) {
+      rows.push(...(await httpRows(gateway, baseline.url, authorization, connections, suffix)));
     }
     // pgbench runs with the servers stopped: their pools would take connections it needs, and cores.
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    for (const clients of concurrencies) pgbenchTps.set(clients, pgbench(databaseUrl, merchant.id, clients));
+    rows.push(...pgbenchRows(databaseUrl, merchantId));
 
     process.stdout.write(
-      `\ncreateCharge over HTTP, ${seconds} s per run (autocannon and the servers share this machine's cores)\n\n`,
+      `\ncreateCharge over HTTP with wrk, ${seconds} s per run; wrk, the servers, Postgres and Redis share this machine\n\n`,
     );
     print(rows);
     process.stdout.write('\n');
-    for (const clients of concurrencies) {
-      const find = (scenario: string) => rows.find((row) => row.scenario === scenario && row.clients === clients)!;
-      const tps = pgbenchTps.get(clients);
-      // pgbench counts each of the four statements as a transaction; a charge is four of them.
-      const chargesPerSecond = tps === undefined ? undefined : tps / 4;
-      const newRatio =
-        chargesPerSecond === undefined
-          ? 'n/a'
-          : `${Math.round((100 * find('new charge').perSecond) / chargesPerSecond)}%`;
-      const replayRatio = `${Math.round((100 * find('replay').perSecond) / find('trivial mutation').perSecond)}%`;
-      const stackRatio = `${Math.round((100 * find('replay').perSecond) / find('gateway stack only').perSecond)}%`;
-      process.stdout.write(
-        `${String(clients).padStart(2)} clients: pgbench (same 4 statements) ${chargesPerSecond?.toFixed(0) ?? 'n/a'} charges/s; ` +
-          `new charges at ${newRatio} of it (target ≥ 50%); replays at ${replayRatio} of a trivial mutation (target ≥ 70%), ` +
-          `${stackRatio} of the gateway's own stack\n`,
-      );
-    }
+    printRatios(rows);
   } finally {
     for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
     await deleteKeysWithPrefix(redisUrl, redisKeyPrefix);

@@ -409,5 +409,11 @@ export function loadConfig(env: Env = process.env): Config {
     reconciliationGraceMs: readInteger(env, 'RECONCILIATION_GRACE_MS', 300_000, 0, 86_400_000),
     ...readSecurityLimits(env),
   };
+  if (config.isProduction && config.acquirer === 'simulated' && !config.acquirerSimulatedInProduction) {
+    throw new ConfigError(
+      'ACQUIRER_SIMULATED_IN_PRODUCTION',
+      'must be true to run the simulated acquirer in production: it approves test cards and moves no money',
+    );
+  }
   return Object.freeze(config);
 }

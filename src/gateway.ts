@@ -10,8 +10,9 @@
  * Each starter returns what it must stop; they go on one lifecycle list in start order, which
  * stops them in reverse: the HTTP server drains first, the pools close last (docs/contract.md §8).
  */
+import type { AddressInfo } from 'node:net';
 import type { Config } from './config';
-import { SimulatedAcquirer } from './acquirer/simulated-acquirer';
+import { createAcquirer } from './acquirer/providers';
 import { ChargeService } from './charges/create-charge';
 import { RefundService } from './charges/refund-charge';
 import { Completer } from './charges/completer';
@@ -19,9 +20,12 @@ import { AuditBuffer } from './idempotency/audit-buffer';
 import { openIdempotencyStore } from './idempotency/open-idempotency-store';
 import { MerchantAuthenticator } from './merchants/merchants';
 import { MerchantRateLimits } from './merchants/rate-limits';
+import { AuthFailureLimiter } from './merchants/auth-limits';
+import { publishKeyRevocation, subscribeToKeyRevocations } from './merchants/key-revocations';
 import { createMetrics, retryCallSites, type Metrics } from './metrics';
 import { openDatabase, type DatabaseHandle } from './platform/database';
 import { closeServer, createHttpPlatform, listen, type HttpPlatform } from './platform/http';
+import { httpLimitsFromConfig, listenWithLimits, metricsHandler } from './platform/http-server';
 import { Lifecycle, type StopReport, type Stoppable } from './platform/lifecycle';
 import type { Logger } from './platform/logger';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady, type RedisClient } from './platform/redis';
@@ -43,8 +47,6 @@ import { RetryBudget } from './retry/token-bucket';
 import { CallSiteAdmission } from './retry/call-site-admission';
 import { createValueSigner, resolveRedisAnswerSecret } from './platform/signed-value';
 
-/** tok_slow's delay: long enough for a test to send a concurrent request, short of the timeout. */
-const simulatedSlowMs = 800;
 /**
  * How long one lifecycle step (a worker, a pool) may take to stop before it is logged and
  * skipped. The HTTP drain has its own deadline: SHUTDOWN_GRACE_MS and a second to cut connections.
@@ -54,6 +56,8 @@ const stopStepDeadlineMs = 5_000;
 export interface Gateway {
   readonly url: string;
   readonly port: number;
+  /** Where /metrics is served: PORT outside production unless METRICS_PORT says otherwise. */
+  readonly metricsUrl: string;
   readonly metrics: Metrics;
   readonly database: DatabaseHandle;
   readonly redis: RedisClient;
@@ -89,10 +93,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     platform.http.app.use(bodyParserErrorHandler(config.requestBodyBytesMax));
 
     const port = await listen(platform.http.server, config.port);
-    logger.info({ port, role: config.role }, 'gateway listening');
+    const metricsPort = metricsOnOwnPort(config) ? await listenForMetrics(platform, lifecycle) : port;
+    logger.info({ port, metricsPort, role: config.role }, 'gateway listening');
     return {
       url: `http://127.0.0.1:${port}`,
       port,
+      metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
       metrics: platform.metrics,
       database: platform.database,
       redis: platform.redis,
@@ -106,6 +112,18 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     await lifecycle.stop();
     throw error;
   }
+}
+
+/** In production /metrics has a listener of its own (docs/security.md): charge volume is not public. */
+function metricsOnOwnPort(config: Config): boolean {
+  return config.isProduction || config.metricsPort !== 0;
+}
+
+async function listenForMetrics({ config, metrics }: Platform, lifecycle: Lifecycle): Promise<number> {
+  const handler = metricsHandler(metrics.registry);
+  const server = await listenWithLimits(handler, config.metricsHost, config.metricsPort, httpLimitsFromConfig(config));
+  lifecycle.add({ name: 'metrics listener', stop: () => closeServer(server, 0) });
+  return (server.address() as AddressInfo).port;
 }
 
 function hasRole(config: Config, role: 'api' | 'relay' | 'worker'): boolean {
@@ -127,7 +145,15 @@ function startPlatform(config: Config, logger: Logger) {
     queue.on('error', (error) => logger.warn({ err: error, queue: queue.name }, 'queue connection error'));
   }
   addLedgerQueueGauge(metrics, ledgerQueue);
-  const http: HttpPlatform = createHttpPlatform({ role: config.role, database, redis, metrics });
+  const http: HttpPlatform = createHttpPlatform({
+    role: config.role,
+    database,
+    redis,
+    metrics,
+    limits: httpLimitsFromConfig(config),
+    metricsOnOwnPort: metricsOnOwnPort(config),
+    trustProxyHops: config.trustProxyHops,
+  });
   const stoppables: Stoppable[] = [
     { name: 'postgres pool', stop: () => database.close() },
     { name: 'redis (hot path)', stop: () => closeRedis(redis) },
@@ -140,11 +166,7 @@ function startPlatform(config: Config, logger: Logger) {
 
 /** The domain services every role shares. */
 function startServices({ config, logger, metrics, database, redis, ledgerQueue, deadLetterQueue }: Platform) {
-  const acquirer = new SimulatedAcquirer({
-    databaseUrl: config.databaseUrl,
-    timeoutMs: config.acquirerTimeoutMs,
-    slowMs: Math.min(simulatedSlowMs, Math.floor(config.acquirerTimeoutMs / 2)),
-  });
+  const acquirer = createAcquirer(config, logger);
   const auditBuffer = new AuditBuffer(database.prisma, {
     flushIntervalMs: config.auditFlushIntervalMs,
     batchSizeMax: config.auditBatchSizeMax,
@@ -300,11 +322,23 @@ function startRetentionPurge({ config, logger, database }: Platform): Stoppable 
 async function mountApi(platform: Platform, services: Services): Promise<Stoppable[]> {
   const { config, logger, metrics, database, redis, ledgerQueue, deadLetterQueue, http } = platform;
   const stoppables: Stoppable[] = [];
-  const authenticator = new MerchantAuthenticator(database.prisma, config.merchantCacheTtlMs);
+  const authenticator = new MerchantAuthenticator(database.prisma, {
+    cacheTtlMs: config.merchantCacheTtlMs,
+    cacheEntriesMax: config.merchantCacheEntriesMax,
+    refuseDemoMerchant: config.isProduction,
+  });
+  const unsubscribe = subscribeToKeyRevocations(redis, config.redisKeyPrefix, (id) => authenticator.forget(id), logger);
+  stoppables.push({ name: 'key revocation subscriber', stop: unsubscribe });
+  const merchantChanged = async (merchantId: string) => {
+    authenticator.forget(merchantId);
+    await publishKeyRevocation(redis, config.redisKeyPrefix, merchantId, logger);
+  };
   if (config.adminToken !== undefined) {
     const admin = await createAdminRouter({
       adminToken: config.adminToken,
       authenticator,
+      failures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'admin', config.adminAuthFailuresPerMinute),
+      logger,
       isProduction: config.isProduction,
       requestBodyBytesMax: config.requestBodyBytesMax,
       context: {
@@ -314,6 +348,7 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
         deadLetterQueue,
         retentionHours: config.idempotencyRetentionHours,
         purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
+        merchantChanged,
         reconciliationGraceMs: config.reconciliationGraceMs,
       },
     });
@@ -335,6 +370,7 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
       inFlightWaitMs: config.idempotencyInFlightWaitMs,
     },
     authenticator,
+    authFailures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'api', config.authFailuresPerMinute),
     logger,
     isProduction: config.isProduction,
     requestBodyBytesMax: config.requestBodyBytesMax,

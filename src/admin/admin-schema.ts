@@ -25,6 +25,8 @@ export interface AdminContext {
   readonly deadLetterQueue: Queue;
   readonly retentionHours: number;
   readonly purgeBatchSizeMax: number;
+  /** Tells every api process to drop the merchant's cached key (revocation, rotation, new limit). */
+  readonly merchantChanged: (merchantId: string) => Promise<void>;
   /** Reconciliation facts count only rows older than this (RECONCILIATION_GRACE_MS). */
   readonly reconciliationGraceMs?: number;
 }
@@ -352,6 +354,7 @@ class AdminResolver {
         data: { apiKeyHash: hashApiKey(apiKey) },
         select: merchantColumns,
       });
+      await context.merchantChanged(merchantId);
       return { merchant: toAdminMerchant(merchant), apiKey };
     });
   }
@@ -363,6 +366,7 @@ class AdminResolver {
     return audited(context, 'revokeApiKey', { merchantId }, async () => {
       await findMerchant(context.db, merchantId);
       await context.db.merchant.update({ where: { id: merchantId }, data: { apiKeyHash: null } });
+      await context.merchantChanged(merchantId);
       return true;
     });
   }
@@ -380,13 +384,13 @@ class AdminResolver {
         });
       }
       await findMerchant(context.db, merchantId);
-      return toAdminMerchant(
-        await context.db.merchant.update({
-          where: { id: merchantId },
-          data: { rateLimitPerSecond: perSecond },
-          select: merchantColumns,
-        }),
-      );
+      const merchant = await context.db.merchant.update({
+        where: { id: merchantId },
+        data: { rateLimitPerSecond: perSecond },
+        select: merchantColumns,
+      });
+      await context.merchantChanged(merchantId);
+      return toAdminMerchant(merchant);
     });
   }
 

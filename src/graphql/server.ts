@@ -11,11 +11,13 @@ import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHt
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type Request } from 'express';
+import type { AuthFailureLimiter } from '../merchants/auth-limits';
+import { merchantAuthentication, type Authentication } from './authentication';
 import type { MerchantAuthenticator } from '../merchants/merchants';
 import type { MerchantRateLimits } from '../merchants/rate-limits';
 import type { Logger } from '../platform/logger';
 import type { GatewayContext, GatewayServices } from './context';
-import { contextCreationError, formatError } from './errors';
+import { formatError } from './errors';
 import { requestGuardPlugin, responsePlugin } from './plugins';
 import { asBadRequestWhenOverLimit, queryLimitServerOptions, type QueryLimits } from './query-limits';
 import { buildPublicSchema } from './schema';
@@ -23,6 +25,8 @@ import { buildPublicSchema } from './schema';
 export interface GraphqlServerOptions {
   readonly services: GatewayServices;
   readonly authenticator: MerchantAuthenticator;
+  /** Failed or missing authentications per client address, checked before any lookup. */
+  readonly authFailures: AuthFailureLimiter;
   readonly logger: Logger;
   readonly isProduction: boolean;
   readonly requestBodyBytesMax: number;
@@ -77,8 +81,9 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
   const router = express.Router();
   router.use(
     '/graphql',
+    merchantAuthentication(options.authenticator, options.authFailures, options.logger),
     express.json({ limit: options.requestBodyBytesMax }),
-    expressMiddleware(apollo, { context: ({ req, res }) => buildContext(req, res, options) }),
+    expressMiddleware(apollo, { context: async ({ req, res }) => buildContext(req, res, options) }),
   );
   return { router, stop: () => apollo.stop() };
 }
@@ -88,27 +93,15 @@ function header(req: Request, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
-async function buildContext(
-  req: Request,
-  res: express.Response,
-  options: GraphqlServerOptions,
-): Promise<GatewayContext> {
+function buildContext(req: Request, res: express.Response, options: GraphqlServerOptions): GatewayContext {
   const incomingId = header(req, 'x-request-id');
   const requestId = incomingId !== undefined && requestIdPattern.test(incomingId) ? incomingId : randomUUID();
   res.setHeader('x-request-id', requestId);
-  const authorization = header(req, 'authorization');
-  const bearer = authorization?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
-  // A database failure while authenticating is 503 with Retry-After, not 500.
-  const merchant =
-    bearer === undefined
-      ? null
-      : await options.authenticator.authenticate(bearer).catch((error: unknown) => {
-          throw contextCreationError(error);
-        });
+  const authentication = res.locals.authentication as Authentication;
   return {
     requestId,
-    merchant,
-    authProblem: merchant !== null ? null : bearer === undefined ? 'missing' : 'unknown',
+    merchant: authentication.merchant,
+    authProblem: authentication.problem,
     headers: {
       idempotencyKey: req.headersDistinct['idempotency-key'],
       xIdempotencyKey: req.headersDistinct['x-idempotency-key'],

@@ -3,6 +3,7 @@
  * SHA-256; a lookup hashes what the client sent and finds the row by that hash.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import type { Database } from '../platform/database';
 
 export interface Merchant {
@@ -63,27 +64,56 @@ export async function ensureDemoMerchant(db: Database, apiKey: string = newApiKe
   return { merchant, apiKey };
 }
 
-/** Finds the merchant for a bearer key, with a short per-process cache (MERCHANT_CACHE_TTL_MS). */
+export interface MerchantAuthenticatorOptions {
+  /** How long a found key is trusted without a lookup; 0: no cache. Revocation also evicts at once. */
+  readonly cacheTtlMs: number;
+  readonly cacheEntriesMax: number;
+  /** In production the demo merchant never authenticates, even when its row exists. */
+  readonly refuseDemoMerchant: boolean;
+}
+
+/**
+ * Finds the merchant for a bearer key. Found keys are kept in a per-process LRU cache
+ * (MERCHANT_CACHE_TTL_MS, MERCHANT_CACHE_ENTRIES_MAX). Unknown keys are not cached at all, so a
+ * flood of random tokens cannot evict the keys merchants use; the per-address failure limit
+ * (auth-limits.ts) is what bounds their lookups.
+ */
 export class MerchantAuthenticator {
-  private readonly cache = new Map<string, { merchant: Merchant | null; expiresAtMs: number }>();
-  // Bounded so a flood of random keys cannot grow memory without limit.
-  private static readonly cacheEntriesMax = 10_000;
+  private readonly cache: LRUCache<string, Merchant> | undefined;
 
   constructor(
     private readonly db: Database,
-    private readonly cacheTtlMs: number,
-  ) {}
+    private readonly options: MerchantAuthenticatorOptions,
+  ) {
+    // lru-cache reads ttl 0 as "never expires": no cache at all is what 0 means here.
+    this.cache =
+      options.cacheTtlMs > 0 ? new LRUCache({ max: options.cacheEntriesMax, ttl: options.cacheTtlMs }) : undefined;
+  }
 
+  /** The merchant of a key found recently, with no database lookup; undefined when not cached. */
+  cached(apiKey: string): Merchant | undefined {
+    return this.cache?.get(hashApiKey(apiKey));
+  }
+
+  /** Throws what the database throws: the caller answers 503, not 401. */
   async authenticate(apiKey: string): Promise<Merchant | null> {
     const hash = hashApiKey(apiKey);
-    const cached = this.cache.get(hash);
-    if (cached !== undefined && cached.expiresAtMs > Date.now()) return cached.merchant;
+    const cached = this.cache?.get(hash);
+    if (cached !== undefined) return cached;
     const merchant = await this.db.merchant.findUnique({
       where: { apiKeyHash: hash },
       select: { id: true, name: true, rateLimitPerSecond: true },
     });
-    if (this.cache.size >= MerchantAuthenticator.cacheEntriesMax) this.cache.clear();
-    this.cache.set(hash, { merchant, expiresAtMs: Date.now() + this.cacheTtlMs });
+    if (merchant === null || (this.options.refuseDemoMerchant && merchant.id === demoMerchantId)) return null;
+    this.cache?.set(hash, merchant);
     return merchant;
+  }
+
+  /** Drops every cached key of a merchant: its key was revoked or rotated (in any process). */
+  forget(merchantId: string): void {
+    if (this.cache === undefined) return;
+    for (const [hash, merchant] of this.cache.entries()) {
+      if (merchant.id === merchantId) this.cache.delete(hash);
+    }
   }
 }

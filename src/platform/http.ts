@@ -3,10 +3,11 @@
  * answer) and /metrics. The server is created before anything is mounted, so Apollo's drain
  * plugin can hold it, and it listens only once every route is mounted.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import type { DatabaseHandle } from './database';
+import { createLimitedServer, metricsHandler, type HttpLimits } from './http-server';
 import type { MetricsRegistry } from './metrics';
 import type { RedisClient } from './redis';
 
@@ -20,9 +21,16 @@ export function createHttpPlatform(options: {
   readonly database: DatabaseHandle;
   readonly redis: RedisClient;
   readonly metrics: MetricsRegistry;
+  /** Timeouts and the connection cap (http-server.ts). */
+  readonly limits: HttpLimits;
+  /** In production /metrics is served by a listener of its own, never here. */
+  readonly metricsOnOwnPort: boolean;
+  /** Reverse proxies whose X-Forwarded-For names the client (the address limits count by). */
+  readonly trustProxyHops: number;
 }): HttpPlatform {
   const app = express();
   app.disable('x-powered-by');
+  app.set('trust proxy', options.trustProxyHops);
   app.set('etag', false);
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok', role: options.role });
@@ -39,12 +47,8 @@ export function createHttpPlatform(options: {
     ]);
     res.status(postgres && redis ? 200 : 503).json({ postgres, redis });
   });
-  app.get('/metrics', async (_req, res) => {
-    res.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
-  });
-  const server = createServer(app);
-  // Shorter than a load balancer's idle timeout is the usual advice; 5 s is Node's default too.
-  server.keepAliveTimeout = 5_000;
+  if (!options.metricsOnOwnPort) app.get('/metrics', metricsHandler(options.metrics.registry));
+  const server = createLimitedServer(app, options.limits);
   return { app, server };
 }
 

@@ -38,6 +38,8 @@ export async function createTestEnvironment(options: { redisUrl?: string } = {})
     ACQUIRER: 'simulated',
     ACQUIRER_SIMULATED_IN_PRODUCTION: 'true',
     REDIS_ANSWER_SECRET: 'test-redis-answer-secret-0123456789abcdef',
+    // Production serves /metrics on a port of its own: a free one, so test gateways never collide.
+    METRICS_PORT: '0',
     ...overrides,
   });
   return {
