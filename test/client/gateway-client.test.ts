@@ -43,7 +43,7 @@ function client(transcript: AttemptRecord[]) {
 }
 
 describe('when two requests with one key run at once', () => {
-  it('processes one; the other gets 409, waits Retry-After, and receives the replay', async () => {
+  it('processes one; the other waits for it on the server and receives the replay, with no 409 (a double click)', async () => {
     const transcript: AttemptRecord[] = [];
     const key = `concurrent-${Date.now()}`;
     const input = { amount: 4200, currency: 'EUR', source: 'tok_slow' };
@@ -55,13 +55,8 @@ describe('when two requests with one key run at once', () => {
     ]);
     expect(a.charge.id).toBe(b.charge.id);
     expect(await chargesFor(key)).toBe(1);
-    const conflicts = transcript.filter((record) => record.status === 409);
-    expect(conflicts.length).toBeGreaterThanOrEqual(1);
+    expect(transcript.filter((record) => record.status === 409)).toHaveLength(0);
     expect([a.replayed, b.replayed].filter(Boolean)).toHaveLength(1);
-    // The attempt after a 409 waited at least its Retry-After.
-    const after = transcript.find((record) => record.attempt === 2);
-    expect(after?.retryAfterSeconds).toBeGreaterThanOrEqual(1);
-    expect(after?.delayMs).toBeGreaterThanOrEqual((after?.retryAfterSeconds ?? 0) * 1_000);
   });
 });
 
