@@ -37,9 +37,7 @@ describe('when the relay dies between publishing and marking', () => {
   it('publishes the batch again on restart, and the consumer keeps the effect at one', async () => {
     const merchantId = await insertMerchant(environment.database);
     const relayEnv = { ROLE: 'relay', RELAY_CLAIM_LEASE_MS: '500', RELAY_RATE_PER_SECOND: '0' };
-    const doomed = await startChildGateway(environment.env({ ...relayEnv, FAULTS: 'crash_after_publish' }), {
-      readyTimeoutMs: 60_000,
-    });
+    const doomed = await startChildGateway(environment.env({ ...relayEnv, FAULTS: 'crash_after_publish' }));
     children.push(doomed);
     await insertChargeEvents(environment.database, merchantId, 20);
     expect((await doomed.exited).signal).toBe('SIGKILL');
