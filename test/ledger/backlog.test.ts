@@ -59,7 +59,9 @@ describe('when a backlog built up while Redis was down', () => {
     );
 
     await redis.start();
-    await waitForLedgerToCatchUp(environment.database, 120_000);
+    // Correctness, not speed, is under test here (the drain rate is `npm run bench`): a slow machine
+    // gets time to finish.
+    await waitForLedgerToCatchUp(environment.database, 300_000);
 
     // The publish rate, from Postgres: events marked published in every one-second window.
     const { rows } = await environment.database.pool.query<{ at: string }>(
@@ -80,5 +82,5 @@ describe('when a backlog built up while Redis was down', () => {
     expect(drainSeconds).toBeGreaterThanOrEqual((events / ratePerSecond) * 0.85);
     expect(await environment.database.count('SELECT count(*) FROM ledger_transactions')).toBe(events);
     await expectLedgerConsistent(environment.database);
-  }, 180_000);
+  }, 420_000);
 });
