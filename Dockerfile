@@ -1,6 +1,7 @@
 # One image for every role (ROLE=api|relay|worker): the compiled gateway under tini, as a non-root
-# user, with production dependencies only. The `build` stage (every dependency, tsx, dbmate) also
-# serves one-off commands: docker compose's `migrate` service and `merchant:create`.
+# user, with production dependencies only. One-off commands run compiled in the same image:
+# `node dist/cli/migrate.js up` (dbmate is a runtime dependency) and
+# `node dist/cli/merchant-create.js --name <name> --json`.
 # Node 22 LTS, an exact tag (the tests run on Node 20 too; the code needs nothing newer than 20).
 
 # --- build: the Prisma client, tsc to dist/, the demo page's bundle -----------------------------
@@ -31,6 +32,8 @@ COPY package.json package-lock.json ./
 # the generated client is already compiled into dist/.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The SQL migrations that dist/cli/migrate.js applies.
+COPY db/migrations ./db/migrations
 # The checkout demo's page (served outside production only; its script is in dist/public/).
 COPY demo/index.html ./demo/index.html
 USER node

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
-import { migrate } from '../scripts/migrate';
+import { migrate } from '../src/cli/migrate';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { deleteKeysWithPrefix, freePort } from '../scripts/harness/redis';
 import { hasPgbench, runPgbench, type PgbenchShape } from './pgbench';

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { migrate } from '../scripts/migrate';
+import { migrate } from '../src/cli/migrate';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../scripts/harness/events';
 import { deleteKeysWithPrefix } from '../scripts/harness/redis';

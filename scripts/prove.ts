@@ -25,7 +25,7 @@ import { openDatabase } from '../src/platform/database';
 import { startChildGateway, type ChildGateway } from './harness/child-gateway';
 import { startLossyProxy, type LossyProxy } from './harness/lossy-proxy';
 import { deleteKeysWithPrefix } from './harness/redis';
-import { migrate } from './migrate';
+import { migrate } from '../src/cli/migrate';
 import { jobIdFor, openLedgerQueue } from '../src/outbox/queue';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');

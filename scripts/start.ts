@@ -15,7 +15,7 @@ import { ensureDemoMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { buildDemo } from './build-demo';
 import { ensureServices } from './ensure-services';
-import { migrate } from './migrate';
+import { migrate } from '../src/cli/migrate';
 
 function say(line: string): void {
   process.stderr.write(`${line}\n`);

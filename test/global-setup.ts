@@ -6,7 +6,7 @@
 import type { TestProject } from 'vitest/node';
 import { buildDemo } from '../scripts/build-demo';
 import { ensureServices } from '../scripts/ensure-services';
-import { migrate } from '../scripts/migrate';
+import { migrate } from '../src/cli/migrate';
 import { adminQuery, withDatabase } from './helpers/database';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {

@@ -10,7 +10,7 @@ import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase } from '../../src/platform/database';
 import type { PrivatePostgres } from '../harness/private-postgres';
 import { startPrivateRedis } from '../harness/redis';
-import { migrate } from '../migrate';
+import { migrate } from '../../src/cli/migrate';
 import { FaultInjector } from './faults';
 import { Fleet } from './fleet';
 import { checkOperations, checkReconciliation, checkRows, checkTranscripts, type Violation } from './invariants';

@@ -3,7 +3,7 @@
  * tests that stop Postgres for real. The shared server is never touched.
  */
 import pg from 'pg';
-import { migrate } from '../../scripts/migrate';
+import { migrate } from '../../src/cli/migrate';
 import { startPrivatePostgres, type PrivatePostgres } from '../../scripts/harness/private-postgres';
 import { withDatabase, type TestDatabase } from './database';
 

@@ -4,46 +4,20 @@
  * unreachable one; SIGTERM drains the compiled gateway: the request in flight completes, the
  * buffered audit rows are written, no relay claim is left, and it exits 0 within SHUTDOWN_GRACE_MS.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase } from '../../src/platform/database';
 import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { freePort } from '../../scripts/harness/redis';
+import { ensureBuilt, repoRoot } from '../helpers/built';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
 import { createCharge } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 let environment: TestEnvironment;
 let apiKey: string;
 const children: ChildGateway[] = [];
-
-function newestSourceMs(folder: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(folder, { withFileTypes: true })) {
-    const full = path.join(folder, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestSourceMs(full) : statSync(full).mtimeMs);
-  }
-  return newest;
-}
-
-/** Builds dist/ unless it is newer than every source file (npm run verify has just built it). */
-function ensureBuilt(): void {
-  const builtMs = (() => {
-    try {
-      return statSync(path.join(repoRoot, 'dist', 'main.js')).mtimeMs;
-    } catch {
-      return 0;
-    }
-  })();
-  if (builtMs > newestSourceMs(path.join(repoRoot, 'src'))) return;
-  const result = spawnSync('npm', ['run', '-s', 'build:server'], { cwd: repoRoot, encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`npm run build failed:\n${result.stdout}${result.stderr}`);
-}
 
 function productionEnv(overrides: Record<string, string> = {}): Record<string, string> {
   return environment.env({ NODE_ENV: 'production', LOG_LEVEL: 'info', ...overrides });

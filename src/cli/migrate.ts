@@ -1,12 +1,15 @@
 /**
  * Applies the SQL migrations in db/migrations with dbmate (its binary ships in the npm package).
- * dbmate creates the database when it does not exist yet. Usage: tsx scripts/migrate.ts [up|status|rollback]
+ * dbmate creates the database when it does not exist yet.
+ *   npm run migrate                       (tsx, from the sources)
+ *   node dist/cli/migrate.js [up|status|rollback]   (compiled: the runtime image has no tsx)
+ * The repository root is two folders up both from src/cli/ and from dist/cli/.
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 /** dbmate speaks libpq URLs and wants TLS spelled out; local Postgres has none. */
 export function dbmateUrl(databaseUrl: string): string {

@@ -1,12 +1,13 @@
 /**
  * Creates a merchant and prints its API key once.
- *   npm run -s merchant:create -- --name "Acme" [--json]
+ *   npm run -s merchant:create -- --name "Acme" [--json]      (tsx, from the sources)
+ *   node dist/cli/merchant-create.js --name "Acme" [--json]     (compiled: the runtime image)
  * With --json it prints {"id": "...", "apiKey": "..."} and nothing else on stdout.
  */
 import { parseArgs } from 'node:util';
-import { loadConfigOrExit } from '../src/main';
-import { createMerchant } from '../src/merchants/merchants';
-import { openDatabase } from '../src/platform/database';
+import { loadConfigOrExit } from '../main';
+import { createMerchant } from '../merchants/merchants';
+import { openDatabase } from '../platform/database';
 
 const { values } = parseArgs({ options: { name: { type: 'string' }, json: { type: 'boolean', default: false } } });
 if (values.name === undefined || values.name.trim() === '') {
