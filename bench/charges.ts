@@ -244,9 +244,9 @@ async function main(): Promise<void> {
         DATABASE_POOL_SIZE_MAX: '16',
         // One merchant drives all the load: the per-merchant limit must not be what is measured.
         MERCHANT_RATE_PER_SECOND: '1000000',
-        ...(process.env.BENCH_NODE_OPTIONS === undefined ? {} : { NODE_OPTIONS: process.env.BENCH_NODE_OPTIONS }),
       },
-      { readyTimeoutMs: 300_000 },
+      // Node flags for the api process, e.g. --cpu-prof (NODE_OPTIONS refuses it).
+      { readyTimeoutMs: 300_000, nodeArguments: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) },
     ); // a loaded machine (shared with test suites) starts it slowly
     cleanups.push(() => gateway.kill('SIGTERM'));
     const baseline = await startBaseline();

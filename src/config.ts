@@ -49,6 +49,8 @@ export interface Config {
   readonly databasePoolSizeMax: number;
   readonly databaseStatementTimeoutMs: number;
   readonly databaseLockTimeoutMs: number;
+  /** How long a request waits for a pool connection (a free slot, or a new connection) before a 503. */
+  readonly databasePoolConnectTimeoutMs: number;
   /** How long an in-flight key is held. Longer than the acquirer's timeout, so a live holder keeps it. */
   readonly idempotencyLeaseMs: number;
   /** How long a completed response is kept in Redis (docs/contract.md §3: 24 hours). */
@@ -354,6 +356,9 @@ export function loadConfig(env: Env = process.env): Config {
     databasePoolSizeMax: readInteger(env, 'DATABASE_POOL_SIZE_MAX', 16, 1, 200),
     databaseStatementTimeoutMs: readInteger(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 5_000, 100, 600_000),
     databaseLockTimeoutMs: readInteger(env, 'DATABASE_LOCK_TIMEOUT_MS', 2_000, 50, 600_000),
+    // 5 s, apart from the lock timeout: waiting for a pool slot in a burst is queueing, not a fault.
+    // A refused connection still fails at once; only a hung or saturated database waits this long.
+    databasePoolConnectTimeoutMs: readInteger(env, 'DATABASE_POOL_CONNECT_TIMEOUT_MS', 5_000, 50, 600_000),
     idempotencyLeaseMs,
     idempotencyResponseTtlSeconds: readInteger(env, 'IDEMPOTENCY_RESPONSE_TTL_SECONDS', 86_400, 1, 30 * 86_400),
     idempotencyRetentionHours: readInteger(env, 'IDEMPOTENCY_RETENTION_HOURS', 72, 1, 24 * 365),

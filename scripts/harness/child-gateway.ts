@@ -30,6 +30,8 @@ export interface ChildGatewayOptions {
   readonly readyTimeoutMs?: number;
   /** Run the compiled gateway (`node dist/main.js`, after `npm run build`) instead of the source. */
   readonly built?: boolean;
+  /** Flags for node itself, before the entry (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
+  readonly nodeArguments?: readonly string[];
 }
 
 export async function startChildGateway(
@@ -44,7 +46,7 @@ export async function startChildGateway(
   const entry = options.built
     ? [path.join(repoRoot, 'dist', 'main.js')]
     : ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')];
-  const child = spawn(process.execPath, entry, {
+  const child = spawn(process.execPath, [...(options.nodeArguments ?? []), ...entry], {
     cwd: repoRoot,
     env: { ...process.env, ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],

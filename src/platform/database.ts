@@ -23,7 +23,11 @@ export interface DatabaseHandle {
 type DatabaseConfig = Pick<
   Config,
   'databaseUrl' | 'databasePoolSizeMax' | 'databaseStatementTimeoutMs' | 'databaseLockTimeoutMs'
->;
+> &
+  Partial<Pick<Config, 'databasePoolConnectTimeoutMs'>>;
+
+/** The default of DATABASE_POOL_CONNECT_TIMEOUT_MS, for scripts that build their settings by hand. */
+const poolConnectTimeoutMsDefault = 5_000;
 
 export function openDatabase(config: DatabaseConfig, applicationName = 'payments-gateway'): DatabaseHandle {
   const pool = new pg.Pool({
@@ -33,7 +37,9 @@ export function openDatabase(config: DatabaseConfig, applicationName = 'payments
     lock_timeout: config.databaseLockTimeoutMs,
     // A transaction left open by a crashed request must not hold row locks for long.
     idle_in_transaction_session_timeout: config.databaseStatementTimeoutMs * 2,
-    connectionTimeoutMillis: config.databaseLockTimeoutMs,
+    // Passed explicitly: pg's default (0) waits for a pool slot forever, which would hang requests
+    // behind a stuck database instead of answering 503.
+    connectionTimeoutMillis: config.databasePoolConnectTimeoutMs ?? poolConnectTimeoutMsDefault,
     application_name: applicationName,
   });
   // An idle client that loses its connection emits here; without a listener it would crash the process.

@@ -16,10 +16,10 @@ beforeAll(async () => {
     ROLE: 'api',
     MERCHANT_RATE_PER_SECOND: '5',
     MERCHANT_CACHE_TTL_MS: '0',
-    // The pool's connect wait is the lock timeout: on a loaded machine a burst of 12 may wait
-    // longer than 2 s for a connection and be answered 503, which is right but not what this
-    // test is about (seen in a full run at load average 15).
-    DATABASE_LOCK_TIMEOUT_MS: '10000',
+    // On a loaded machine a burst of 12 may wait longer than the default 5 s for a pool
+    // connection and be answered 503, which is right but not what this test is about (seen in a
+    // full run at load average 15).
+    DATABASE_POOL_CONNECT_TIMEOUT_MS: '15000',
   });
 });
 afterAll(async () => {
