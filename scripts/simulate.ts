@@ -9,14 +9,11 @@
  * (scripts/simulation/invariants.ts). It exits non-zero on any violation, after printing the seed,
  * the command that runs it again, the timeline, the offending rows and the transcripts involved.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
+import { ensureBuilt } from './harness/built';
 import { startPrivatePostgres } from './harness/private-postgres';
 import { faultKinds, type FaultKind } from './simulation/plan';
 import { runSchedule, type ScheduleResult } from './simulation/schedule';
-
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export interface SimulationOptions {
   /** One schedule per seed; the CLI runs seed, seed + 1, … seed + schedules - 1. */
@@ -68,9 +65,9 @@ export function summarize(results: readonly ScheduleResult[]): string {
 export async function runSimulation(options: SimulationOptions): Promise<SimulationSummary> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   log(`simulate: seeds ${options.seeds.join(', ')}; ${options.operations} operations each`);
-  // The processes run the shipped build (node dist/main.js), as in production.
-  const build = spawnSync('npm', ['run', '-s', 'build:server'], { cwd: repoRoot, encoding: 'utf8' });
-  if (build.status !== 0) throw new Error(`npm run build:server failed:\n${build.stdout}${build.stderr}`);
+  // The processes run the shipped build (node dist/main.js), as in production; rebuilt when a
+  // source file is newer than it.
+  ensureBuilt();
   const postgres = await startPrivatePostgres();
   const results: ScheduleResult[] = [];
   try {

@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type pg from 'pg';
-import { finalAttempt, type OperationRecord } from './workload';
+import { finalAttempt, type AttemptLog, type OperationRecord } from './workload';
 
 export interface Violation {
   readonly invariant: string;
@@ -50,62 +50,148 @@ class Violations {
   }
 }
 
-/** What every answer in the transcripts must satisfy, whatever the database says. */
-export function checkTranscripts(records: readonly OperationRecord[], violations = new Violations()): Violation[] {
-  for (const record of records) {
-    const { operation } = record;
-    const attempts = record.sends.flatMap((send) => send.attempts);
-    for (const attempt of attempts) {
-      if (attempt.status === 500) {
-        violations.add('no request is answered 500', `${attempt.via} answered 500 ${attempt.code}`, [operation.index]);
-      }
-      if ((attempt.status === 409 || attempt.status === 503) && attempt.retryAfter === null) {
-        violations.add(
-          'every 409 and 503 carries Retry-After',
-          `${attempt.via} answered ${attempt.status} ${attempt.code}`,
-          [operation.index],
-        );
-      }
+export interface TranscriptLimits {
+  /** The gateway's lease in whole seconds: the longest Retry-After a 503 may carry (key not released). */
+  readonly leaseSeconds: number;
+}
+
+/** A 409 waits for a twin that is about to finish: 1–2 s, never the lease (docs/contract.md §2). */
+const inUseRetryAfterSecondsMax = 2;
+
+function checkRetryAfter(
+  record: OperationRecord,
+  attempt: AttemptLog,
+  limits: TranscriptLimits,
+  violations: Violations,
+): void {
+  const { index } = record.operation;
+  if (attempt.status === 500) {
+    violations.add('no request is answered 500', `${attempt.via} answered 500 ${attempt.code}`, [index]);
+  }
+  if (attempt.status !== 409 && attempt.status !== 503 && attempt.status !== 429) return;
+  const seconds = attempt.retryAfter === null ? Number.NaN : Number(attempt.retryAfter);
+  const most = attempt.status === 409 ? inUseRetryAfterSecondsMax : limits.leaseSeconds;
+  if (attempt.retryAfter === null) {
+    violations.add(
+      'every 409 and 503 carries Retry-After',
+      `${attempt.via} answered ${attempt.status} ${attempt.code}`,
+      [index],
+    );
+  } else if (!Number.isInteger(seconds) || seconds < 1 || (attempt.status !== 429 && seconds > most)) {
+    violations.add(
+      'Retry-After is a small number of seconds (409: 1–2; 503: at most the lease)',
+      `${attempt.via} answered ${attempt.status} ${attempt.code} with Retry-After: ${attempt.retryAfter}`,
+      [index],
+    );
+  }
+}
+
+/**
+ * The body that took the key: the input of the sends answered 200. Every 200 of one key must
+ * come from one body and carry byte-identical data (a replay is the first answer, same selection).
+ */
+function acceptedBody(record: OperationRecord, violations: Violations): string | null {
+  const accepted = record.sends.filter((send) => finalAttempt(send)?.status === 200);
+  const bodies = new Set(accepted.map((send) => send.inputJson));
+  const data = new Set(accepted.map((send) => JSON.stringify(finalAttempt(send)!.data)));
+  const { index } = record.operation;
+  if (bodies.size > 1) {
+    violations.add('one key accepts one body', `${bodies.size} different bodies answered 200`, [index]);
+  }
+  if (data.size > 1) {
+    const ids = new Set(accepted.map((send) => finalAttempt(send)!.id));
+    violations.add(
+      'every send of one key gets the same answer, byte for byte',
+      ids.size > 1 ? `ids ${[...ids].join(' ≠ ')}` : `${data.size} different data for ${[...ids].join('')}`,
+      [index],
+      [...data],
+    );
+  }
+  return accepted[0]?.inputJson ?? null;
+}
+
+/** A send with another body than the one that took the key is refused 422, never answered or stored. */
+function checkReuse(record: OperationRecord, accepted: string | null, violations: Violations): void {
+  const bodies = new Set(record.sends.map((send) => send.inputJson));
+  if (bodies.size < 2) return;
+  const refused = record.sends.filter((send) => {
+    const answer = finalAttempt(send);
+    return answer?.status === 422 && answer.code === 'IDEMPOTENCY_KEY_REUSED';
+  });
+  const { index } = record.operation;
+  for (const send of record.sends) {
+    const answer = finalAttempt(send);
+    if (accepted === null || send.inputJson === accepted || answer === null) continue;
+    if (!(answer.status === 422 && answer.code === 'IDEMPOTENCY_KEY_REUSED')) {
+      violations.add('a key reused with another body is refused with 422', `answered ${answer.status} ${answer.code}`, [
+        index,
+      ]);
     }
-    const answers = record.sends.filter((send) => send.label !== 'reuse').map(finalAttempt);
-    const ids = new Set(answers.filter((answer) => answer?.status === 200).map((answer) => answer!.id));
-    if (ids.size > 1) {
-      violations.add('every send of one key gets the same answer', `ids ${[...ids].join(' ≠ ')}`, [operation.index]);
-    }
-    const reuse = record.sends.find((send) => send.label === 'reuse');
-    const reuseAnswer = reuse === undefined ? null : finalAttempt(reuse);
-    if (reuseAnswer !== null && !(reuseAnswer.status === 422 && reuseAnswer.code === 'IDEMPOTENCY_KEY_REUSED')) {
+  }
+  if (new Set(refused.map((send) => send.inputJson)).size > 1) {
+    violations.add('a key refuses only the bodies it was not taken with', 'both bodies answered 422', [index]);
+  }
+}
+
+function checkAnswers(record: OperationRecord, violations: Violations): void {
+  const { operation } = record;
+  for (const answer of record.sends.map(finalAttempt)) {
+    if (answer === null) continue;
+    if (operation.kind === 'invalid' && !(answer.status === 400 && answer.code === 'BAD_USER_INPUT')) {
       violations.add(
-        'a key reused with another body is refused with 422',
-        `answered ${reuseAnswer.status} ${reuseAnswer.code}`,
+        'invalid input is refused with 400 BAD_USER_INPUT',
+        `${operation.what} answered ${answer.status} ${answer.code}`,
         [operation.index],
       );
     }
-    for (const answer of answers) {
-      if (answer === null) continue;
-      if (operation.kind === 'invalid' && !(answer.status === 400 && answer.code === 'BAD_USER_INPUT')) {
+    if (operation.kind === 'charge' && answer.status === 200) {
+      const expected = operation.source === 'tok_chargeDeclined' ? 'FAILED' : 'SUCCEEDED';
+      if (operation.source === 'tok_timeout' || answer.data?.status !== expected) {
         violations.add(
-          'invalid input is refused with 400 BAD_USER_INPUT',
-          `${operation.what} answered ${answer.status} ${answer.code}`,
+          'a charge answers what its card does',
+          `${operation.source} answered ${String(answer.data?.status)}`,
           [operation.index],
         );
       }
-      if (operation.kind === 'charge' && answer.status === 200) {
-        const expected = operation.source === 'tok_chargeDeclined' ? 'FAILED' : 'SUCCEEDED';
-        if (operation.source === 'tok_timeout' || answer.data?.status !== expected) {
-          violations.add(
-            'a charge answers what its card does',
-            `${operation.source} answered ${String(answer.data?.status)}`,
-            [operation.index],
-          );
-        }
-      }
     }
+  }
+}
+
+/** What every answer in the transcripts must satisfy, whatever the database says. */
+export function checkTranscripts(records: readonly OperationRecord[], limits: TranscriptLimits): Violation[] {
+  const violations = new Violations();
+  for (const record of records) {
+    for (const attempt of record.sends.flatMap((send) => send.attempts))
+      checkRetryAfter(record, attempt, limits, violations);
+    checkReuse(record, acceptedBody(record, violations), violations);
+    checkAnswers(record, violations);
   }
   return violations.list;
 }
 
 const sameText = (stored: string | null, sent: unknown) => (stored ?? null) === ((sent as string | undefined) ?? null);
+
+/** The input the stored row must hold: the accepted body, or (no answer) one of the bodies sent. */
+function bodiesToMatch(record: OperationRecord): string[] {
+  const accepted = record.sends.find((send) => finalAttempt(send)?.status === 200)?.inputJson;
+  if (accepted !== undefined) return [accepted];
+  return [...new Set([record.operation.inputJson, ...record.sends.map((send) => send.inputJson)])];
+}
+
+function chargeMatches(charge: ChargeRow, inputJson: string): boolean {
+  const input = JSON.parse(inputJson) as Record<string, unknown>;
+  // Key order may differ (the gateway stores canonical JSON); the values may not.
+  const metadataMatches =
+    charge.metadata === null
+      ? input.metadata === undefined
+      : isDeepStrictEqual(JSON.parse(charge.metadata), input.metadata);
+  return (
+    charge.amount === input.amount &&
+    charge.currency.trim() === input.currency &&
+    sameText(charge.description, input.description) &&
+    metadataMatches
+  );
+}
 
 function checkChargeOperation(
   record: OperationRecord,
@@ -124,39 +210,28 @@ function checkChargeOperation(
       linked,
     );
   }
-  const answered = record.sends
-    .filter((send) => send.label !== 'reuse')
-    .map(finalAttempt)
-    .find((answer) => answer?.status === 200);
-  if (answered === undefined || answered === null) return;
-  const input = JSON.parse(operation.inputJson) as Record<string, unknown>;
   const charge = linked[0];
-  if (linked.length !== 1 || charge === undefined || charge.id !== answered.id) {
-    violations.add(
-      'every answered charge has exactly one matching charge row',
-      `answered ${answered.id}; rows for its key: ${linked.length}`,
-      [operation.index],
-      linked,
-    );
-    return;
-  }
-  // Key order may differ (the gateway stores canonical JSON); the values may not.
-  const metadataMatches =
-    charge.metadata === null
-      ? input.metadata === undefined
-      : isDeepStrictEqual(JSON.parse(charge.metadata), input.metadata);
-  const matches =
-    charge.amount === input.amount &&
-    charge.currency.trim() === input.currency &&
-    charge.status === answered.data?.status &&
-    sameText(charge.description, input.description) &&
-    metadataMatches;
-  if (!matches) {
+  if (charge !== undefined && !bodiesToMatch(record).some((inputJson) => chargeMatches(charge, inputJson))) {
     violations.add(
       'a charge row holds exactly what was sent',
       'stored charge differs from the request',
       [operation.index],
       [charge],
+    );
+  }
+  const answered = record.sends.map(finalAttempt).find((answer) => answer?.status === 200);
+  if (answered === undefined || answered === null) return;
+  if (
+    linked.length !== 1 ||
+    charge === undefined ||
+    charge.id !== answered.id ||
+    charge.status !== answered.data?.status
+  ) {
+    violations.add(
+      'every answered charge has exactly one matching charge row',
+      `answered ${answered.id} ${String(answered.data?.status)}; rows for its key: ${linked.length}`,
+      [operation.index],
+      linked,
     );
   }
 }
@@ -173,28 +248,34 @@ function checkRefundOperation(
   const answers = record.sends.map(finalAttempt).filter((answer) => answer !== null);
   const answered = answers.find((answer) => answer.status === 200);
   const refused = answers.find((answer) => answer.status === 400);
-  if (answered !== undefined) {
-    const input = JSON.parse(operation.inputJson) as { amount?: number; reason?: string };
-    const refund = linked[0];
-    if (linked.length !== 1 || refund === undefined || refund.id !== answered.id) {
-      violations.add(
-        'every answered refund has exactly one matching refund row',
-        `answered ${answered.id}; rows for its key: ${linked.length}`,
-        [operation.index],
-        linked,
-      );
-    } else if (
-      (input.amount !== undefined && refund.amount !== input.amount) ||
+  const refund = linked[0];
+  const input = JSON.parse(operation.inputJson) as { amount?: number; reason?: string };
+  if (
+    refund !== undefined &&
+    ((input.amount !== undefined && refund.amount !== input.amount) ||
       refund.charge_id !== record.chargeId ||
-      !sameText(refund.reason, input.reason)
-    ) {
-      violations.add(
-        'a refund row holds exactly what was sent',
-        'stored refund differs from the request',
-        [operation.index],
-        [refund],
-      );
-    }
+      !sameText(refund.reason, input.reason))
+  ) {
+    violations.add(
+      'a refund row holds exactly what was sent',
+      'stored refund differs from the request',
+      [operation.index],
+      [refund],
+    );
+  }
+  if (
+    answered !== undefined &&
+    (linked.length !== 1 ||
+      refund === undefined ||
+      refund.id !== answered.id ||
+      refund.status !== answered.data?.status)
+  ) {
+    violations.add(
+      'every answered refund has exactly one matching refund row',
+      `answered ${answered.id} ${String(answered.data?.status)}; rows for its key: ${linked.length}`,
+      [operation.index],
+      linked,
+    );
   }
   if (refused !== undefined && linked.length > 0) {
     violations.add('a refused refund stores no refund', `answered 400 ${refused.code}`, [operation.index], linked);
@@ -254,6 +335,24 @@ const globalChecks: readonly { invariant: string; sql: string }[] = [
     sql: `SELECT a.idempotency_key, a.authorization_id, a.amount, count(c.id)::int AS charges
             FROM acquirer_authorizations a LEFT JOIN charges c ON c.authorization_id = a.authorization_id
            WHERE a.kind = 'charge' AND a.approved GROUP BY 1, 2, 3 HAVING count(c.id) <> 1`,
+  },
+  {
+    invariant: 'every decline at the acquirer has exactly one failed charge, with its decline code',
+    sql: `SELECT a.idempotency_key, a.decline_code, count(c.id)::int AS charges,
+                 string_agg(c.status || ' ' || coalesce(c.failure_code, '-'), ', ') AS recorded
+            FROM acquirer_authorizations a
+            LEFT JOIN idempotency_keys k ON a.idempotency_key = 'idem_' || k.id
+            LEFT JOIN charges c ON c.idempotency_key_id = k.id
+           WHERE a.kind = 'charge' AND NOT a.approved GROUP BY 1, 2
+          HAVING count(c.id) <> 1 OR bool_or(c.status <> 'FAILED' OR c.failure_code IS DISTINCT FROM a.decline_code)`,
+  },
+  {
+    invariant: 'nothing is stored but what a keyed request asked for (every charge and refund has its key)',
+    sql: `SELECT 'charge' AS kind, id, idempotency_key_id FROM charges c WHERE NOT EXISTS
+            (SELECT 1 FROM idempotency_keys k WHERE k.id = c.idempotency_key_id AND k.operation = 'createCharge')
+          UNION ALL
+          SELECT 'refund', id, idempotency_key_id FROM refunds r WHERE NOT EXISTS
+            (SELECT 1 FROM idempotency_keys k WHERE k.id = r.idempotency_key_id AND k.operation = 'refundCharge')`,
   },
   {
     invariant: 'every refund at the acquirer has exactly one refund row',

@@ -3,7 +3,14 @@
  * same seed and options give the same plan, which is what makes a failing seed a reproduction.
  */
 import { Random } from './random';
-import { hostileText, invalidChargeInputJson, type InvalidTextKind } from './text';
+import {
+  hostileText,
+  invalidChargeInputJson,
+  invalidRefundReason,
+  metadataKeyLengthMax,
+  metadataValueLengthMax,
+  type InvalidTextKind,
+} from './text';
 
 export const processNames = ['api-1', 'api-2', 'relay-1', 'relay-2', 'worker-1', 'worker-2'] as const;
 export type ProcessName = (typeof processNames)[number];
@@ -14,7 +21,10 @@ export type Delivery =
   | 'single' // one client, retrying until a final answer
   | 'duplicate' // sent again with the same key through the other api after the first answer
   | 'concurrent' // sent through both apis at once
-  | 'abandon'; // sent once and abandoned mid-flight; the client comes back after the faults
+  | 'abandon'; // sent once and abandoned mid-flight; the client comes back after the faults, or never
+
+/** When a charge's key is sent again with another body: after a final answer, or while the first is in flight. */
+export type Reuse = { readonly when: 'after' } | { readonly when: 'during'; readonly delayMs: number };
 
 interface OperationBase {
   readonly index: number;
@@ -25,13 +35,22 @@ interface OperationBase {
   readonly delivery: Delivery;
   /** The input object's exact JSON text. */
   readonly inputJson: string;
+  /**
+   * False for a client that abandons its request and never returns: the completer alone must
+   * finish (or release) what it left, and no answer is ever checked against it.
+   */
+  readonly comesBack: boolean;
 }
 
 export interface ChargeOperation extends OperationBase {
   readonly kind: 'charge';
   readonly source: Source;
-  /** After a final answer, the same key is sent with this other input: it must be refused (422). */
+  /**
+   * The same key sent with this other input. After a final answer it must be refused (422); sent
+   * while the first is in flight, exactly one of the two bodies is accepted and the other refused.
+   */
   readonly reuseInputJson: string | null;
+  readonly reuse: Reuse | null;
 }
 
 export interface RefundOperation extends OperationBase {
@@ -45,7 +64,7 @@ export interface RefundOperation extends OperationBase {
 export interface InvalidOperation extends OperationBase {
   readonly kind: 'invalid';
   readonly mutation: 'createCharge' | 'refundCharge';
-  readonly what: InvalidTextKind | 'nul-in-refund-reason';
+  readonly what: InvalidTextKind | InvalidRefundKind;
   readonly chargeOperation: number | null;
 }
 
@@ -92,9 +111,13 @@ export const faultKinds: readonly FaultKind[] = [
   'lose-responses',
 ];
 
+/** Every table the money path, the event path and authentication wait on. */
 export const lockedTables = [
   'idempotency_keys',
   'charges',
+  'refunds',
+  'merchants',
+  'acquirer_authorizations',
   'outbox_events',
   'inbox_events',
   'ledger_transactions',
@@ -122,11 +145,14 @@ const sourceWeights: Record<Source, number> = { tok_visa: 55, tok_chargeDeclined
 const currencies = ['EUR', 'USD', 'JPY', 'GBP'];
 const invalidKinds: readonly InvalidTextKind[] = [
   'nul-in-description',
+  'lone-surrogate-in-description',
   'description-too-long',
   'metadata-value-too-long',
+  'metadata-key-too-long',
   'nul-in-metadata-key',
   'unsafe-integer-in-metadata',
 ];
+export type InvalidRefundKind = 'nul-in-refund-reason' | 'refund-reason-too-long';
 
 function chargeInput(random: Random, source: Source): Record<string, unknown> {
   const input: Record<string, unknown> = {
@@ -144,52 +170,78 @@ function chargeInput(random: Random, source: Source): Record<string, unknown> {
       gift: random.chance(0.5),
       coupon: null,
       'key \'with\' "quotes"': hostileText(random, 40),
+      // A key of exactly the maximum length, itself hostile text.
+      [hostileText(random, metadataKeyLengthMax).padEnd(metadataKeyLengthMax, 'k')]: hostileText(
+        random,
+        metadataValueLengthMax,
+      ),
     };
   }
   return input;
 }
 
-function planCharge(random: Random, base: Omit<OperationBase, 'inputJson' | 'delivery'>): ChargeOperation {
+type PlannedBase = Omit<OperationBase, 'inputJson' | 'delivery' | 'comesBack'>;
+
+/** Most abandoned clients come back after the faults; some never do. */
+function comesBack(random: Random, delivery: Delivery): boolean {
+  return delivery !== 'abandon' || random.chance(0.6);
+}
+
+function planReuse(random: Random, delivery: Delivery, source: Source): Reuse | null {
+  // tok_timeout never gets a final answer, so nothing can be checked against a reuse of its key.
+  if (delivery === 'abandon' || source === 'tok_timeout' || !random.chance(0.2)) return null;
+  return random.chance(0.5) ? { when: 'after' } : { when: 'during', delayMs: random.int(0, 400) };
+}
+
+function planCharge(random: Random, base: PlannedBase): ChargeOperation {
   const source = random.weighted(sourceWeights);
   const input = chargeInput(random, source);
   const delivery = random.weighted<Delivery>({ single: 50, duplicate: 20, concurrent: 20, abandon: 10 });
-  const reuse = delivery !== 'abandon' && source !== 'tok_timeout' && random.chance(0.15);
-  const reuseInput = reuse
-    ? { ...input, amount: (input.amount as number) === 1 ? 2 : (input.amount as number) - 1 }
-    : null;
+  const reuse = planReuse(random, delivery, source);
+  const reuseInput =
+    reuse === null ? null : { ...input, amount: (input.amount as number) === 1 ? 2 : (input.amount as number) - 1 };
   return {
     ...base,
     kind: 'charge',
     delivery,
+    comesBack: comesBack(random, delivery),
     source,
     inputJson: JSON.stringify(input),
+    reuse,
     reuseInputJson: reuseInput === null ? null : JSON.stringify(reuseInput),
   };
 }
 
-/** Refunds of one earlier charge: one partial or full, sometimes several at once that may exceed it. */
+/**
+ * Refunds of one earlier charge: one partial or full, or several started at the same moment
+ * (they all wait for the charge's answer, then go at once) that together may exceed it.
+ */
 function planRefunds(
   random: Random,
   charge: ChargeOperation,
-  next: () => Omit<OperationBase, 'inputJson' | 'delivery'>,
+  next: () => PlannedBase,
   group: number,
 ): RefundOperation[] {
   const amount = (JSON.parse(charge.inputJson) as { amount: number }).amount;
   const concurrent = random.chance(0.4);
   const count = concurrent ? random.int(2, 4) : 1;
+  let groupStartMs: number | null = null;
   return Array.from({ length: count }, () => {
     const base = next();
+    groupStartMs ??= Math.max(base.startMs, charge.startMs);
     const whole = random.chance(0.25);
     const input: Record<string, unknown> = { chargeId: '$chargeId' };
     if (!whole) input.amount = random.int(1, Math.max(1, Math.ceil((amount * 2) / count)));
     if (random.chance(0.4)) input.reason = hostileText(random);
+    const delivery = concurrent
+      ? 'single'
+      : random.weighted<Delivery>({ single: 60, duplicate: 15, concurrent: 15, abandon: 10 });
     return {
       ...base,
-      startMs: Math.max(base.startMs, charge.startMs),
+      startMs: concurrent ? groupStartMs : Math.max(base.startMs, charge.startMs),
       kind: 'refund' as const,
-      delivery: concurrent
-        ? 'single'
-        : random.weighted<Delivery>({ single: 60, duplicate: 15, concurrent: 15, abandon: 10 }),
+      delivery,
+      comesBack: comesBack(random, delivery),
       chargeOperation: charge.index,
       group: concurrent ? group : null,
       inputJson: JSON.stringify(input),
@@ -197,22 +249,20 @@ function planRefunds(
   });
 }
 
-function planInvalid(
-  random: Random,
-  base: Omit<OperationBase, 'inputJson' | 'delivery'>,
-  charges: readonly ChargeOperation[],
-): InvalidOperation {
+function planInvalid(random: Random, base: PlannedBase, charges: readonly ChargeOperation[]): InvalidOperation {
   const refundable = charges.filter((charge) => charge.source === 'tok_visa');
   if (refundable.length > 0 && random.chance(0.25)) {
     const charge = random.pick(refundable);
+    const what = random.pick<InvalidRefundKind>(['nul-in-refund-reason', 'refund-reason-too-long']);
     return {
       ...base,
       kind: 'invalid',
       delivery: 'single',
+      comesBack: true,
       mutation: 'refundCharge',
-      what: 'nul-in-refund-reason',
+      what,
       chargeOperation: charge.index,
-      inputJson: JSON.stringify({ chargeId: '$chargeId', amount: 1, reason: 'duplicate\u0000order' }),
+      inputJson: JSON.stringify({ chargeId: '$chargeId', amount: 1, reason: invalidRefundReason(what) }),
     };
   }
   const what = random.pick(invalidKinds);
@@ -220,6 +270,7 @@ function planInvalid(
     ...base,
     kind: 'invalid',
     delivery: 'single',
+    comesBack: true,
     mutation: 'createCharge',
     what,
     chargeOperation: null,

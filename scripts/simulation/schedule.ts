@@ -37,6 +37,8 @@ export interface ScheduleResult {
 
 /** The gateway's lock timeout in the simulation: short, so a held lock is felt quickly. */
 const lockTimeoutMs = 500;
+/** The idempotency lease: short, so a takeover and the completer happen within a schedule. */
+const leaseMs = 3_000;
 
 function fleetEnvironment(databaseUrl: string, redisUrl: string, adminToken: string): Record<string, string> {
   return {
@@ -54,7 +56,7 @@ function fleetEnvironment(databaseUrl: string, redisUrl: string, adminToken: str
     DATABASE_POOL_SIZE_MAX: '5',
     DATABASE_LOCK_TIMEOUT_MS: String(lockTimeoutMs),
     DATABASE_STATEMENT_TIMEOUT_MS: '3000',
-    IDEMPOTENCY_LEASE_MS: '3000',
+    IDEMPOTENCY_LEASE_MS: String(leaseMs),
     ACQUIRER_TIMEOUT_MS: '1000',
     RELAY_CLAIM_LEASE_MS: '2000',
     RELAY_RATE_PER_SECOND: '0',
@@ -155,7 +157,7 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
     const state = await waitToSettle(database, options.quietMs);
     timeline.add(`settled: ${JSON.stringify(state)}`);
     const violations = [
-      ...checkTranscripts(workload.records),
+      ...checkTranscripts(workload.records, { leaseSeconds: Math.ceil(leaseMs / 1_000) }),
       ...(await checkOperations(database, merchant.id, workload.records)),
       ...(await checkRows(database)),
       ...(await checkReconciliation(fleet.directApiUrl(), adminToken)),
@@ -169,7 +171,7 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
     const report =
       violations.length === 0
         ? ''
-        : await formatReport(options, plan, timeline, workload.records, violations, database);
+        : await formatReport(options, plan, timeline, workload.records, violations, database, fleet.errorLines());
     return {
       seed: options.seed,
       plan,
@@ -194,6 +196,7 @@ async function formatReport(
   records: readonly OperationRecord[],
   violations: readonly Violation[],
   database: pg.Pool,
+  processErrors: string,
 ): Promise<string> {
   const keyIds = new Map(
     (
@@ -217,7 +220,7 @@ async function formatReport(
   }
   const lines = [
     `SIMULATION FAILED: seed ${options.seed}`,
-    `reproduce: npm run simulate -- --seed ${options.seed} --schedules 1 --ops ${options.operations} --window-ms ${options.windowMs}`,
+    `reproduce: npm run simulate -- --seed ${options.seed} --schedules 1 --ops ${options.operations} --window-ms ${options.windowMs} --faults-per-minute ${options.faultsPerMinute} --quiet-ms ${options.quietMs}`,
     '',
     'planned faults:',
     ...plan.faults.map((fault) => `  ${formatOffset(fault.atMs)}  ${describeFault(fault)}`),
@@ -238,6 +241,9 @@ async function formatReport(
       .filter((record) => involved.has(record.operation.index))
       .slice(0, 30)
       .map(formatRecord),
+    '',
+    "the processes' last error lines:",
+    processErrors === '' ? '  (none)' : processErrors,
   ];
   return lines.join('\n');
 }

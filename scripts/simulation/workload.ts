@@ -90,12 +90,15 @@ export class Workload {
     await Promise.all(runs);
   }
 
-  /** After the faults: one more try, with the same key, for every operation that has no final answer. */
+  /**
+   * After the faults: one more try, with the same key, for every operation that has no final
+   * answer, except the clients that never come back.
+   */
   async comeBack(): Promise<void> {
     await Promise.all(
       this.records.map(async (record) => {
         const { operation } = record;
-        if (record.skipped !== null || record.sends.length === 0) return;
+        if (!operation.comesBack || record.skipped !== null || record.sends.length === 0) return;
         if (operation.kind === 'charge' && operation.source === 'tok_timeout') return; // It can never succeed.
         if (record.sends.some((send) => finalAttempt(send) !== null && send.label !== 'reuse')) return;
         const first = record.sends[0]!;
@@ -120,6 +123,30 @@ export class Workload {
     }
     const mutation = mutationOf(operation);
     const other = (1 - operation.api) as 0 | 1;
+    const delivered = this.deliver(record, mutation, inputJson);
+    if (operation.kind !== 'charge' || operation.reuse === null || operation.reuseInputJson === null) {
+      await delivered;
+      return;
+    }
+    const reuseInputJson = operation.reuseInputJson;
+    if (operation.reuse.when === 'during') {
+      // The other body races the first through the other api: whichever takes the key is the charge.
+      const delayMs = operation.reuse.delayMs;
+      await Promise.all([
+        delivered,
+        sleep(delayMs).then(() => this.send(record, 'reuse', mutation, reuseInputJson, other)),
+      ]);
+      return;
+    }
+    await delivered;
+    if (record.sends.some((send) => finalAttempt(send)?.status === 200)) {
+      await this.send(record, 'reuse', mutation, reuseInputJson, other);
+    }
+  }
+
+  private async deliver(record: OperationRecord, mutation: Mutation, inputJson: string): Promise<void> {
+    const { operation } = record;
+    const other = (1 - operation.api) as 0 | 1;
     switch (operation.delivery) {
       case 'single':
         await this.send(record, 'first', mutation, inputJson, operation.api);
@@ -138,18 +165,14 @@ export class Workload {
         await this.abandon(record, mutation, inputJson, operation.api, 20 + ((operation.index * 97) % 900));
         break;
     }
-    if (operation.kind === 'charge' && operation.reuseInputJson !== null) {
-      if (record.sends.some((send) => finalAttempt(send)?.status === 200)) {
-        await this.send(record, 'reuse', mutation, operation.reuseInputJson, other);
-      }
-    }
   }
 
   private succeededChargeId(index: number): string | null {
     const record = this.records.find((each) => each.operation.index === index);
     for (const send of record?.sends ?? []) {
       const answer = finalAttempt(send);
-      if (answer?.status === 200 && answer.data?.status === 'SUCCEEDED' && send.label !== 'reuse') return answer.id;
+      // Whichever body took the key (the reuse may win a race), every 200 of one key is one charge.
+      if (answer?.status === 200 && answer.data?.status === 'SUCCEEDED') return answer.id;
     }
     return null;
   }

@@ -3,7 +3,8 @@
  * so a failing seed printed by `npm run simulate` is a reproduction.
  */
 import { describe, expect, it } from 'vitest';
-import { faultKinds, planSchedule, type PlanOptions } from '../../scripts/simulation/plan';
+import { isStorableText } from '../../src/charges/validation';
+import { faultKinds, lockedTables, planSchedule, type PlanOptions } from '../../scripts/simulation/plan';
 
 const options = (seed: number): PlanOptions => ({
   seed,
@@ -32,6 +33,58 @@ describe('a simulation plan', () => {
     expect(operations.some((operation) => operation.kind === 'refund' && operation.group !== null)).toBe(true);
     expect(operations.some((operation) => operation.kind === 'charge' && operation.reuseInputJson !== null)).toBe(true);
     expect(new Set(plan.faults.map((fault) => fault.kind))).toEqual(new Set(faultKinds));
+    const reuses = operations.flatMap((operation) => (operation.kind === 'charge' ? [operation.reuse?.when] : []));
+    expect(reuses).toContain('after');
+    expect(reuses).toContain('during');
+    expect(operations.some((operation) => operation.delivery === 'abandon' && !operation.comesBack)).toBe(true);
+    expect(operations.some((operation) => operation.delivery === 'abandon' && operation.comesBack)).toBe(true);
+  });
+
+  it('draws every invalid input and locks every table the gateway waits on, over a longer schedule', () => {
+    const plan = planSchedule({ ...options(8), operations: 600, windowMs: 1_800_000 });
+    const invalid = new Set(
+      plan.operations.flatMap((operation) => (operation.kind === 'invalid' ? [operation.what] : [])),
+    );
+    expect([...invalid].sort()).toEqual(
+      [
+        'description-too-long',
+        'lone-surrogate-in-description',
+        'metadata-key-too-long',
+        'metadata-value-too-long',
+        'nul-in-description',
+        'nul-in-metadata-key',
+        'nul-in-refund-reason',
+        'refund-reason-too-long',
+        'unsafe-integer-in-metadata',
+      ].sort(),
+    );
+    const locked = new Set(plan.faults.flatMap((fault) => (fault.kind === 'lock' ? [fault.table] : [])));
+    expect([...locked].sort()).toEqual([...lockedTables].sort());
+  });
+
+  it('starts the refunds of one concurrent group at the same moment', () => {
+    const groups = new Map<number, Set<number>>();
+    for (const operation of planSchedule(options(7)).operations) {
+      if (operation.kind !== 'refund' || operation.group === null) continue;
+      groups.set(operation.group, (groups.get(operation.group) ?? new Set()).add(operation.startMs));
+    }
+    expect(groups.size).toBeGreaterThan(0);
+    for (const starts of groups.values()) expect(starts.size).toBe(1);
+  });
+
+  it('draws hostile text that is valid: no NUL, no lone surrogate, within the limits', () => {
+    for (const operation of planSchedule(options(9)).operations) {
+      if (operation.kind === 'invalid') continue;
+      const input = JSON.parse(operation.inputJson) as Record<string, unknown>;
+      const texts = [input.description, input.reason, ...Object.entries(input.metadata ?? {}).flat()].filter(
+        (value): value is string => typeof value === 'string',
+      );
+      for (const text of texts) {
+        expect(text.length).toBeLessThanOrEqual(500);
+        expect(isStorableText(text), JSON.stringify(text)).toBe(true);
+      }
+      for (const key of Object.keys((input.metadata ?? {}) as object)) expect(key.length).toBeLessThanOrEqual(40);
+    }
   });
 
   it('gives every operation its own key, and refunds start no earlier than their charge', () => {

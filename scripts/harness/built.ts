@@ -1,0 +1,33 @@
+/**
+ * The compiled gateway (dist/), built once for the tests and scripts that run what ships (the
+ * simulator too): npm run build:server, unless dist/main.js is already newer than every source
+ * file (npm run verify has just built it).
+ */
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function newestSourceMs(folder: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(folder, { withFileTypes: true })) {
+    const full = path.join(folder, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSourceMs(full) : statSync(full).mtimeMs);
+  }
+  return newest;
+}
+
+export function ensureBuilt(): void {
+  const builtMs = (() => {
+    try {
+      return statSync(path.join(repoRoot, 'dist', 'main.js')).mtimeMs;
+    } catch {
+      return 0;
+    }
+  })();
+  if (builtMs > newestSourceMs(path.join(repoRoot, 'src'))) return;
+  const result = spawnSync('npm', ['run', '-s', 'build:server'], { cwd: repoRoot, encoding: 'utf8' });
+  if (result.status !== 0) throw new Error(`npm run build failed:\n${result.stdout}${result.stderr}`);
+}
