@@ -16,7 +16,8 @@ export type Fault =
   | 'crash_after_publish'
   | 'bug_before_record'
   | 'drop_response'
-  | 'ledger_bug';
+  | 'ledger_bug'
+  | 'ledger_hang';
 const faults: readonly Fault[] = [
   'crash_after_acquirer',
   'crash_after_authorized',
@@ -28,6 +29,9 @@ const faults: readonly Fault[] = [
   'drop_response',
   // The ledger call throws an unexpected error (a bug, not an outage): attempts, then a dead letter.
   'ledger_bug',
+  // The worker takes each job and never finishes it (its lock is renewed) until the process dies:
+  // a test can then kill a worker while it holds a job, as often as it likes.
+  'ledger_hang',
 ];
 
 export interface Config {
@@ -92,6 +96,8 @@ export interface Config {
   readonly workerRatePerSecond: number;
   /** BullMQ's job lock: a worker that dies mid-job gives its job back after about this long. */
   readonly workerLockDurationMs: number;
+  /** BullMQ's maxStalledCount: stalls a job may have in its life before BullMQ fails it (then a dead letter). */
+  readonly workerStalledCountMax: number;
   readonly retryBudgetCapacity: number;
   readonly retryBudgetDepositPerSuccess: number;
   readonly retryBudgetRefillPerSecond: number;
@@ -391,6 +397,9 @@ export function loadConfig(env: Env = process.env): Config {
     workerBackoffCapMs: readInteger(env, 'WORKER_BACKOFF_CAP_MS', 30_000, 1, 3_600_000),
     workerRatePerSecond: readInteger(env, 'WORKER_RATE_PER_SECOND', 0, 0, 1_000_000),
     workerLockDurationMs: readInteger(env, 'WORKER_LOCK_DURATION_MS', 30_000, 1_000, 600_000),
+    // 20: a stall is a worker that died holding the job, and re-running is safe (the inbox), so the
+    // bound only stops a job that kills every worker that takes it (src/ledger/worker.ts).
+    workerStalledCountMax: readInteger(env, 'WORKER_STALLED_COUNT_MAX', 20, 1, 1_000),
     retryBudgetCapacity: readInteger(env, 'RETRY_BUDGET_CAPACITY', 50, 1, 1_000_000),
     retryBudgetDepositPerSuccess: readNumber(env, 'RETRY_BUDGET_DEPOSIT_PER_SUCCESS', 0.1, 0, 1),
     retryBudgetRefillPerSecond: readNumber(env, 'RETRY_BUDGET_REFILL_PER_SECOND', 1, 0, 1_000),
