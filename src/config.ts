@@ -36,6 +36,9 @@ const faultNames = [
   'drop_response',
   // The ledger call throws an unexpected error (a bug, not an outage): attempts, then a dead letter.
   'ledger_bug',
+  // The worker takes each job and never finishes it (its lock is renewed) until the process dies:
+  // a test can then kill a worker while it holds a job, as often as it likes.
+  'ledger_hang',
 ] as const;
 export type Fault = (typeof faultNames)[number];
 
@@ -422,7 +425,16 @@ const eventPath = {
   workerLockDurationMs: setting(integer(1_000, 600_000), {
     variable: 'WORKER_LOCK_DURATION_MS',
     default: 30_000,
-    description: "BullMQ's job lock: a worker that dies mid-job gives its job back after about this long.",
+    description:
+      "BullMQ's job lock: a worker that dies mid-job gives its job back after about this long (also BullMQ's stalled interval).",
+  }),
+  workerStalledCountMax: setting(integer(1, 1_000), {
+    variable: 'WORKER_STALLED_COUNT_MAX',
+    default: 20,
+    description:
+      "BullMQ's maxStalledCount: deaths of a worker holding a job that the job survives; past it, BullMQ fails the job " +
+      'and it becomes a dead letter (docs/event-path.md). A stall is a worker that died holding the job, and re-running ' +
+      'is safe (the inbox), so the bound only stops a job that kills every worker that takes it.',
   }),
   retryBudgetCapacity: setting(integer(1, 1_000_000), {
     variable: 'RETRY_BUDGET_CAPACITY',
@@ -462,7 +474,9 @@ const faults = {
   faults: setting(faultSet, {
     variable: 'FAULTS',
     default: new Set<Fault>(),
-    description: 'Test only: fault hooks to turn on (`ledger_bug`: the ledger call throws an unexpected error).',
+    description:
+      'Test only: fault hooks to turn on (`ledger_bug`: the ledger call throws an unexpected error; `ledger_hang`: ' +
+      'the worker holds each job in its processor until the process dies, for kill tests).',
   }),
 };
 
