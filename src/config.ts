@@ -1,23 +1,31 @@
 /**
  * Configuration: the environment, parsed once at start into a typed, frozen object.
- * A bad value throws a ConfigError naming the variable, and main() stops the process with it.
- * The variable names in docs/contract.md §8 are a contract; the rest are ours and documented in
- * docs/configuration.md.
+ * One zod schema gives the type (`Config`), the check and docs/configuration.md
+ * (`npm run config:docs`; a test fails when the file is stale). A bad value throws a ConfigError
+ * naming every bad variable, and main() stops the process with it. The variable names in
+ * docs/contract.md §8 are a contract; the rest are ours.
  */
+import { z } from 'zod';
+import {
+  decimal,
+  flag,
+  hostPort,
+  integer,
+  list,
+  oneOf,
+  secret,
+  setting,
+  settingDocs,
+  text,
+  url,
+  type Kind,
+} from './platform/environment';
 
-export type Role = 'all' | 'api' | 'relay' | 'worker';
-const roles: readonly Role[] = ['all', 'api', 'relay', 'worker'];
+const roles = ['all', 'api', 'relay', 'worker'] as const;
+export type Role = (typeof roles)[number];
 
 /** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
-export type Fault =
-  | 'crash_after_acquirer'
-  | 'crash_after_authorized'
-  | 'fail_after_charge_insert'
-  | 'crash_after_publish'
-  | 'bug_before_record'
-  | 'drop_response'
-  | 'ledger_bug';
-const faults: readonly Fault[] = [
+const faultNames = [
   'crash_after_acquirer',
   'crash_after_authorized',
   'fail_after_charge_insert',
@@ -28,397 +36,584 @@ const faults: readonly Fault[] = [
   'drop_response',
   // The ledger call throws an unexpected error (a bug, not an outage): attempts, then a dead letter.
   'ledger_bug',
-];
+  // The worker takes each job and never finishes it (its lock is renewed) until the process dies:
+  // a test can then kill a worker while it holds a job, as often as it likes.
+  'ledger_hang',
+] as const;
+export type Fault = (typeof faultNames)[number];
 
-export interface Config {
-  readonly port: number;
-  readonly databaseUrl: string;
-  readonly redisUrl: string;
-  /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES=host:port,…); empty: a single Redis at redisUrl. */
-  readonly redisClusterNodes: readonly { readonly host: string; readonly port: number }[];
-  readonly role: Role;
-  readonly adminToken: string | undefined;
-  readonly nodeEnv: string;
-  readonly isProduction: boolean;
-  readonly logLevel: string;
-  readonly demoMerchantApiKey: string | undefined;
-  /** Prefix of every Redis key the gateway writes, so several deployments or tests share a Redis. */
-  readonly redisKeyPrefix: string;
-  /** Fail-fast bound on a hot-path Redis command: past it, the request falls through to Postgres. */
-  readonly redisCommandTimeoutMs: number;
-  readonly databasePoolSizeMax: number;
-  readonly databaseStatementTimeoutMs: number;
-  readonly databaseLockTimeoutMs: number;
-  /** How long a request waits for a pool connection (a free slot, or a new connection) before a 503. */
-  readonly databasePoolConnectTimeoutMs: number;
-  /** How long an in-flight key is held. Longer than the acquirer's timeout, so a live holder keeps it. */
-  readonly idempotencyLeaseMs: number;
-  /** How long a completed response is kept in Redis (docs/contract.md §3: 24 hours). */
-  readonly idempotencyResponseTtlSeconds: number;
-  /** How long finished keys stay in Postgres before retention may purge them. */
-  readonly idempotencyRetentionHours: number;
-  /** A key left at STARTED this long after its lease ran out is marked ABANDONED. */
-  readonly idempotencyAbandonAfterHours: number;
-  readonly acquirerTimeoutMs: number;
-  /** How often the completer looks for keys whose holder died. */
-  readonly completerIntervalMs: number;
-  /** How long past its lease a key must be before the completer finishes it instead of a retry. */
-  readonly completerGraceMs: number;
-  readonly completerBatchSizeMax: number;
-  /** Audit rows for attempts answered from Redis are written in batches: this is the loss window. */
-  readonly auditFlushIntervalMs: number;
-  readonly auditBatchSizeMax: number;
-  readonly requestBodyBytesMax: number;
-  readonly queryDepthMax: number;
-  readonly queryComplexityMax: number;
-  readonly merchantCacheTtlMs: number;
-  readonly shutdownGraceMs: number;
-  /** BullMQ's key prefix. A hash tag (`{…}`) keeps a queue's keys on one Redis Cluster slot. */
-  readonly queuePrefix: string;
-  readonly relayBatchSizeMax: number;
-  readonly relayPollIntervalMs: number;
-  /** How long a relay's claim on a batch lasts before another relay may publish it. */
-  readonly relayClaimLeaseMs: number;
-  /** The fleet-wide publish rate cap, events per second; 0 means uncapped. */
-  readonly relayRatePerSecond: number;
-  /** Tokens the rate bucket may hold: the largest burst above the rate. */
-  readonly relayRateBurstMax: number;
-  readonly workerConcurrency: number;
-  /** Attempts for a transient failure before the job is dead-lettered. */
-  readonly workerAttemptsMax: number;
-  readonly workerBackoffBaseMs: number;
-  readonly workerBackoffCapMs: number;
-  /** BullMQ's limiter on the worker side, jobs per second per queue; 0 means none. */
-  readonly workerRatePerSecond: number;
-  /** BullMQ's job lock: a worker that dies mid-job gives its job back after about this long. */
-  readonly workerLockDurationMs: number;
-  readonly retryBudgetCapacity: number;
-  readonly retryBudgetDepositPerSuccess: number;
-  readonly retryBudgetRefillPerSecond: number;
-  /** How long a job waits when its call site's retry budget is empty (no attempt is spent). */
-  readonly retryBudgetEmptyDelayMs: number;
-  /** Requests a second a merchant may make unless its own limit says otherwise. */
-  readonly merchantRatePerSecond: number;
-  /** How often the worker role purges idempotency keys past retention. */
-  readonly idempotencyPurgeIntervalMs: number;
-  readonly idempotencyPurgeBatchSizeMax: number;
-  /** Test hook: the ledger call fails transiently for this long after the worker starts. */
-  readonly faultLedgerOutageMs: number;
-  readonly faults: ReadonlySet<Fault>;
-  // --- Added with the 2026-11-25 contract amendment (docs/contract.md §8). ---
-  /** Which acquirer the gateway talks to; unset in production refuses to start. */
-  readonly acquirer: AcquirerName | undefined;
-  /** Production must opt in to the simulated acquirer explicitly. */
-  readonly acquirerSimulatedInProduction: boolean;
-  /** Signs every Redis answer and done marker (HMAC). Required in production; outside it, see platform/redis-answer-secret.ts. */
-  readonly redisAnswerSecret: string | undefined;
-  /** Port of the /metrics listener; 0: on PORT outside production, any free port of its own in production. */
-  readonly metricsPort: number;
-  /** Host the metrics listener binds to. */
-  readonly metricsHost: string;
-  /** How long a request waits for its in-flight twin before answering 409. */
-  readonly idempotencyInFlightWaitMs: number;
-  /** How long a purged key's tombstone answers IDEMPOTENCY_KEY_EXPIRED. */
-  readonly idempotencyTombstoneDays: number;
-  /** An event published this long ago with no inbox row is published again by the sweeper. */
-  readonly sweeperGraceMs: number;
-  readonly sweeperIntervalMs: number;
-  /** Reconciliation facts count only rows older than this, so work in flight is not reported. */
-  readonly reconciliationGraceMs: number;
-  // --- Security limits (docs/security.md). ---
-  /** Lexical tokens a GraphQL query may have. */
-  readonly queryTokensMax: number;
-  /** Selections a GraphQL operation may make once its fragments are expanded. */
-  readonly querySelectionsMax: number;
-  /** Aliased fields a GraphQL operation may have. */
-  readonly queryAliasesMax: number;
-  /** Failed or missing authentications a client address may make per minute before 429. */
-  readonly authFailuresPerMinute: number;
-  /** Wrong admin tokens a client address may send per minute before 429. */
-  readonly adminAuthFailuresPerMinute: number;
-  /** Entries in the per-process API-key cache (least recently used go first). */
-  readonly merchantCacheEntriesMax: number;
-  /** Reverse proxies in front of the gateway whose X-Forwarded-For is trusted for the client address. */
-  readonly trustProxyHops: number;
-  /** A client must send its request headers within this long. */
-  readonly httpHeadersTimeoutMs: number;
-  /** A client must send its whole request (headers and body) within this long. */
-  readonly httpRequestTimeoutMs: number;
-  /** An idle keep-alive connection is closed after this long. */
-  readonly httpKeepAliveTimeoutMs: number;
-  /** Open connections per process; past it, new ones are closed at once. */
-  readonly httpConnectionsMax: number;
+const acquirerNames = ['simulated'] as const;
+export type AcquirerName = (typeof acquirerNames)[number];
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const faultList = list(oneOf(faultNames), 'fault names');
+const faultSet: Kind<ReadonlySet<Fault>> = {
+  schema: faultList.schema.transform((names): ReadonlySet<Fault> => new Set(names)),
+  type: faultList.type,
+};
+
+/** The service itself: which roles run, how it logs and how long it drains. */
+const service = {
+  port: setting(integer(0, 65_535), {
+    variable: 'PORT',
+    default: 4000,
+    description: 'HTTP port of every role: `/healthz`, `/readyz`, `/graphql` on api, `/metrics` outside production.',
+  }),
+  role: setting(oneOf(roles), {
+    variable: 'ROLE',
+    default: 'all',
+    description: 'Which roles this process runs; `all` runs api, relay and worker together.',
+  }),
+  nodeEnv: setting(text(), {
+    variable: 'NODE_ENV',
+    default: 'development',
+    production:
+      '`production` turns off introspection, field suggestions, the landing and demo pages, the demo merchant ' +
+      'and fault hooks, and moves `/metrics` off `PORT` (docs/security.md).',
+    description: 'The deployment kind; only `production` changes behaviour.',
+  }),
+  logLevel: setting(oneOf(logLevels), { variable: 'LOG_LEVEL', default: 'info', description: 'pino log level.' }),
+  shutdownGraceMs: setting(integer(0, 120_000), {
+    variable: 'SHUTDOWN_GRACE_MS',
+    default: 10_000,
+    description: 'How long in-flight requests and jobs get after SIGTERM before the process stops them.',
+  }),
+};
+
+const postgres = {
+  databaseUrl: setting(url(['postgres:', 'postgresql:']), {
+    variable: 'DATABASE_URL',
+    default: 'postgresql://postgres@127.0.0.1:5432/payments',
+    description: 'The Postgres database the gateway uses.',
+  }),
+  databasePoolSizeMax: setting(integer(1, 200), {
+    variable: 'DATABASE_POOL_SIZE_MAX',
+    default: 16,
+    description: 'Postgres connections per process.',
+  }),
+  databaseStatementTimeoutMs: setting(integer(100, 600_000), {
+    variable: 'DATABASE_STATEMENT_TIMEOUT_MS',
+    default: 5_000,
+    description: '`statement_timeout` on every connection.',
+  }),
+  databaseLockTimeoutMs: setting(integer(50, 600_000), {
+    variable: 'DATABASE_LOCK_TIMEOUT_MS',
+    default: 2_000,
+    description: '`lock_timeout` on every connection.',
+  }),
+  databasePoolConnectTimeoutMs: setting(integer(50, 600_000), {
+    variable: 'DATABASE_POOL_CONNECT_TIMEOUT_MS',
+    default: 5_000,
+    description:
+      'How long a request waits for a pool connection (a free slot or a new connection) before answering 503. ' +
+      'Apart from the lock timeout: waiting for a slot in a burst is queueing, not a fault; a refused connection ' +
+      'still fails at once.',
+  }),
+};
+
+const redis = {
+  redisUrl: setting(url(['redis:', 'rediss:']), {
+    variable: 'REDIS_URL',
+    default: 'redis://127.0.0.1:6379',
+    description: 'The Redis the gateway uses.',
+  }),
+  redisClusterNodes: setting(list(hostPort, 'seed nodes'), {
+    variable: 'REDIS_CLUSTER_NODES',
+    default: [],
+    description: 'Redis Cluster seed nodes; when set, used instead of `REDIS_URL`.',
+  }),
+  redisKeyPrefix: setting(text({ pattern: /^[A-Za-z0-9_{}.-]{1,64}$/, rule: '1 to 64 of [A-Za-z0-9_{}.-]' }), {
+    variable: 'REDIS_KEY_PREFIX',
+    default: 'pgw',
+    description: 'Prefix of every Redis key the gateway writes, so several deployments or tests share a Redis.',
+  }),
+  queuePrefix: setting(text(), {
+    variable: 'QUEUE_PREFIX',
+    defaultText: '`{<REDIS_KEY_PREFIX>}`',
+    description: "BullMQ's key prefix. A hash tag (`{…}`) keeps a queue's keys on one Redis Cluster slot.",
+  }),
+  redisCommandTimeoutMs: setting(integer(10, 10_000), {
+    variable: 'REDIS_COMMAND_TIMEOUT_MS',
+    default: 250,
+    description:
+      'Fail-fast bound on a hot-path Redis command; past it the request falls through to Postgres. ' +
+      'A healthy Redis answers in well under 1 ms; a dead one must not hold a charge.',
+  }),
+  redisAnswerSecret: setting(secret(32), {
+    variable: 'REDIS_ANSWER_SECRET',
+    defaultText: 'generated into `.data/`',
+    description: 'HMAC secret that signs every Redis answer and done marker.',
+  }),
+};
+
+const access = {
+  adminToken: setting(secret(16), {
+    variable: 'ADMIN_TOKEN',
+    description: "The operators' API token; the admin API is off without it.",
+  }),
+  demoMerchantApiKey: setting(
+    text({ pattern: /^[\x21-\x7e]{16,200}$/, rule: '16 to 200 printable ASCII characters' }),
+    {
+      variable: 'DEMO_MERCHANT_API_KEY',
+      defaultText: 'random per start',
+      production: 'The demo merchant never authenticates.',
+      description: "Outside production, the demo merchant's exact key (a scripted local setup knows it in advance).",
+    },
+  ),
+  acquirer: setting(oneOf(acquirerNames), {
+    variable: 'ACQUIRER',
+    description: 'Which acquirer the gateway talks to.',
+  }),
+  acquirerSimulatedInProduction: setting(flag, {
+    variable: 'ACQUIRER_SIMULATED_IN_PRODUCTION',
+    default: false,
+    description: 'Production must opt in to the simulated acquirer explicitly.',
+  }),
+  acquirerTimeoutMs: setting(integer(50, 60_000), {
+    variable: 'ACQUIRER_TIMEOUT_MS',
+    default: 3_000,
+    description: "The acquirer call's timeout; past it the call is a transient failure.",
+  }),
+};
+
+const idempotency = {
+  idempotencyLeaseMs: setting(integer(200, 600_000), {
+    variable: 'IDEMPOTENCY_LEASE_MS',
+    default: 15_000,
+    description: "How long an in-flight key is held. Longer than the acquirer's timeout, so a live holder keeps it.",
+  }),
+  idempotencyInFlightWaitMs: setting(integer(0, 10_000), {
+    variable: 'IDEMPOTENCY_IN_FLIGHT_WAIT_MS',
+    default: 2_000,
+    description:
+      "How long a request waits for its in-flight twin before answering 409: long enough for a normal acquirer call, short enough for a browser's patience.",
+  }),
+  idempotencyResponseTtlSeconds: setting(integer(1, 30 * 86_400), {
+    variable: 'IDEMPOTENCY_RESPONSE_TTL_SECONDS',
+    default: 86_400,
+    description: 'How long a completed response is kept in Redis (docs/contract.md §3: 24 hours).',
+  }),
+  idempotencyRetentionHours: setting(integer(1, 24 * 365), {
+    variable: 'IDEMPOTENCY_RETENTION_HOURS',
+    default: 72,
+    description: 'How long finished keys stay in Postgres before retention may purge them.',
+  }),
+  idempotencyAbandonAfterHours: setting(integer(1, 24 * 365), {
+    variable: 'IDEMPOTENCY_ABANDON_AFTER_HOURS',
+    default: 24,
+    description:
+      'A key left at `STARTED` with nothing authorized this long after its lease ran out is marked `ABANDONED`.',
+  }),
+  idempotencyTombstoneDays: setting(integer(1, 3_650), {
+    variable: 'IDEMPOTENCY_TOMBSTONE_DAYS',
+    default: 30,
+    description: "How long a purged key's tombstone answers `IDEMPOTENCY_KEY_EXPIRED`.",
+  }),
+  idempotencyPurgeIntervalMs: setting(integer(1_000, 86_400_000), {
+    variable: 'IDEMPOTENCY_PURGE_INTERVAL_MS',
+    default: 300_000,
+    description: 'How often the worker role purges idempotency keys past retention.',
+  }),
+  idempotencyPurgeBatchSizeMax: setting(integer(1, 100_000), {
+    variable: 'IDEMPOTENCY_PURGE_BATCH_SIZE_MAX',
+    default: 1_000,
+    description: 'Keys per purge statement: short enough never to hold locks long while requests continue.',
+  }),
+  completerIntervalMs: setting(integer(50, 3_600_000), {
+    variable: 'COMPLETER_INTERVAL_MS',
+    default: 5_000,
+    description: 'How often the completer looks for keys whose holder died.',
+  }),
+  completerGraceMs: setting(integer(0, 86_400_000), {
+    variable: 'COMPLETER_GRACE_MS',
+    default: 30_000,
+    description: 'How long past its lease a key waits for its own client before the completer finishes it.',
+  }),
+  completerBatchSizeMax: setting(integer(1, 10_000), {
+    variable: 'COMPLETER_BATCH_SIZE_MAX',
+    default: 100,
+    description: 'Keys per completer pass.',
+  }),
+  auditFlushIntervalMs: setting(integer(10, 60_000), {
+    variable: 'AUDIT_FLUSH_INTERVAL_MS',
+    default: 1_000,
+    description: 'Audit rows for attempts answered from Redis are written in batches: this is the crash-loss window.',
+  }),
+  auditBatchSizeMax: setting(integer(1, 10_000), {
+    variable: 'AUDIT_BATCH_SIZE_MAX',
+    default: 500,
+    description: 'Flush size of the same batches.',
+  }),
+};
+
+/** Limits on what a client may send (docs/security.md). */
+const requestLimits = {
+  requestBodyBytesMax: setting(integer(1_024, 10_485_760), {
+    variable: 'REQUEST_BODY_BYTES_MAX',
+    default: 65_536,
+    description:
+      'HTTP body limit. 64 KiB holds the largest valid charge (500-character description, 8 KiB of metadata) many times over.',
+  }),
+  queryDepthMax: setting(integer(2, 100), {
+    variable: 'QUERY_DEPTH_MAX',
+    default: 16,
+    description:
+      'GraphQL field depth limit (fragments add none). The standard introspection query (Sandbox, code generators) nests 15 levels; our own types 5.',
+  }),
+  queryComplexityMax: setting(integer(10, 1_000_000), {
+    variable: 'QUERY_COMPLEXITY_MAX',
+    default: 5_000,
+    description:
+      "GraphQL cost limit: one point per field, a paged field's selection counted `first` times; three full pages of charges and then some.",
+  }),
+  queryTokensMax: setting(integer(100, 1_000_000), {
+    variable: 'QUERY_TOKENS_MAX',
+    default: 2_000,
+    description:
+      "Lexical tokens a GraphQL query may have (the parser stops past it); the largest legitimate operation (Sandbox's introspection) has about 300.",
+  }),
+  querySelectionsMax: setting(integer(10, 1_000_000), {
+    variable: 'QUERY_SELECTIONS_MAX',
+    default: 1_000,
+    description:
+      'Selections an operation may make with its fragments expanded (counted once per fragment); a page of charges with every field is about 20.',
+  }),
+  queryAliasesMax: setting(integer(0, 10_000), {
+    variable: 'QUERY_ALIASES_MAX',
+    default: 30,
+    description: 'Aliased fields an operation may have.',
+  }),
+  httpHeadersTimeoutMs: setting(integer(100, 120_000), {
+    variable: 'HTTP_HEADERS_TIMEOUT_MS',
+    default: 10_000,
+    description:
+      'A client must send its request headers within this (408, then closed). A real client sends them in one packet; a trickling one is cut off early.',
+  }),
+  httpRequestTimeoutMs: setting(integer(100, 600_000), {
+    variable: 'HTTP_REQUEST_TIMEOUT_MS',
+    default: 30_000,
+    description:
+      'A client must send its whole request (headers and body) within this; the body is at most `REQUEST_BODY_BYTES_MAX`, seconds on a slow link.',
+  }),
+  httpKeepAliveTimeoutMs: setting(integer(100, 600_000), {
+    variable: 'HTTP_KEEP_ALIVE_TIMEOUT_MS',
+    default: 5_000,
+    description:
+      "An idle keep-alive connection is closed after this (Node's own default, made explicit); behind a load balancer keep it above the balancer's idle timeout.",
+  }),
+  httpConnectionsMax: setting(integer(1, 1_000_000), {
+    variable: 'HTTP_CONNECTIONS_MAX',
+    default: 1_000,
+    description:
+      'Open connections per listener; new ones past it are closed at once. Far above what the database pool serves at once.',
+  }),
+  trustProxyHops: setting(integer(0, 10), {
+    variable: 'TRUST_PROXY_HOPS',
+    default: 0,
+    description: "Reverse proxies whose `X-Forwarded-For` names the client address (Express's `trust proxy`).",
+  }),
+};
+
+const merchants = {
+  merchantRatePerSecond: setting(integer(1, 1_000_000), {
+    variable: 'MERCHANT_RATE_PER_SECOND',
+    default: 200,
+    description: 'Requests a second a merchant may make unless its own limit says otherwise.',
+  }),
+  merchantCacheTtlMs: setting(integer(0, 300_000), {
+    variable: 'MERCHANT_CACHE_TTL_MS',
+    default: 5_000,
+    description:
+      'Per-process API-key cache. A revocation evicts at once in every process (Redis pub/sub); this bounds how long a revoked key works when that message is lost.',
+  }),
+  merchantCacheEntriesMax: setting(integer(1, 10_000_000), {
+    variable: 'MERCHANT_CACHE_ENTRIES_MAX',
+    default: 10_000,
+    description: 'Entries of the API-key LRU cache (least recently used go first; unknown keys are never cached).',
+  }),
+  authFailuresPerMinute: setting(integer(1, 1_000_000), {
+    variable: 'AUTH_FAILURES_PER_MINUTE',
+    default: 60,
+    description:
+      'Failed or missing API-key authentications per client address per minute, then 429 before any lookup. A client with a wrong key finds out long before; a key guesser gets nowhere.',
+  }),
+  adminAuthFailuresPerMinute: setting(integer(1, 1_000_000), {
+    variable: 'ADMIN_AUTH_FAILURES_PER_MINUTE',
+    default: 10,
+    description: 'Wrong admin tokens per client address per minute, then 429 (each failure is logged).',
+  }),
+};
+
+const metrics = {
+  metricsPort: setting(integer(0, 65_535), {
+    variable: 'METRICS_PORT',
+    defaultText: '0 (production: 9464)',
+    production: 'Defaults to 9464; 0 means any free port of its own, never `PORT`.',
+    description: 'Port of the `/metrics` listener; 0 serves it on `PORT` outside production.',
+  }),
+  metricsHost: setting(text(), {
+    variable: 'METRICS_HOST',
+    default: '127.0.0.1',
+    description: 'Address the metrics listener binds to.',
+  }),
+};
+
+const eventPath = {
+  relayBatchSizeMax: setting(integer(1, 10_000), {
+    variable: 'RELAY_BATCH_SIZE_MAX',
+    default: 500,
+    description:
+      "Events a relay claims and publishes at once. A batch's addBulk is one round trip; larger batches hold a claim longer for little gain.",
+  }),
+  relayPollIntervalMs: setting(integer(10, 60_000), {
+    variable: 'RELAY_POLL_INTERVAL_MS',
+    default: 1_000,
+    description: 'Relay poll when no NOTIFY arrives.',
+  }),
+  relayClaimLeaseMs: setting(integer(100, 600_000), {
+    variable: 'RELAY_CLAIM_LEASE_MS',
+    default: 30_000,
+    description: "How long a relay's claim on a batch lasts before another relay may publish it.",
+  }),
+  relayRatePerSecond: setting(integer(0, 1_000_000), {
+    variable: 'RELAY_RATE_PER_SECOND',
+    default: 2_000,
+    description: 'The fleet-wide publish rate cap, events per second; 0 means uncapped.',
+  }),
+  relayRateBurstMax: setting(integer(0, 1_000_000), {
+    variable: 'RELAY_RATE_BURST_MAX',
+    default: 0,
+    defaultText: '0 (rate / 50)',
+    description: 'Tokens the rate bucket may hold, the largest burst above the rate; 0 means rate / 50.',
+  }),
+  sweeperGraceMs: setting(integer(100, 86_400_000), {
+    variable: 'SWEEPER_GRACE_MS',
+    default: 60_000,
+    description: 'An event published this long ago with no inbox row is published again by the sweeper.',
+  }),
+  sweeperIntervalMs: setting(integer(50, 3_600_000), {
+    variable: 'SWEEPER_INTERVAL_MS',
+    default: 10_000,
+    description: 'How often the sweeper looks.',
+  }),
+  workerConcurrency: setting(integer(1, 1_000), {
+    variable: 'WORKER_CONCURRENCY',
+    default: 16,
+    description: 'Jobs a worker process runs at once.',
+  }),
+  workerAttemptsMax: setting(integer(1, 100), {
+    variable: 'WORKER_ATTEMPTS_MAX',
+    default: 5,
+    description: 'Attempts for a failure of the event itself before the job is dead-lettered (outages spend none).',
+  }),
+  workerBackoffBaseMs: setting(integer(1, 600_000), {
+    variable: 'WORKER_BACKOFF_BASE_MS',
+    default: 200,
+    description: 'Base of the full-jitter backoff between attempts.',
+  }),
+  workerBackoffCapMs: setting(integer(1, 3_600_000), {
+    variable: 'WORKER_BACKOFF_CAP_MS',
+    default: 30_000,
+    description: 'Cap of the full-jitter backoff between attempts.',
+  }),
+  workerRatePerSecond: setting(integer(0, 1_000_000), {
+    variable: 'WORKER_RATE_PER_SECOND',
+    default: 0,
+    description: "BullMQ's limiter on the worker side, jobs per second per queue; 0 means none.",
+  }),
+  workerLockDurationMs: setting(integer(1_000, 600_000), {
+    variable: 'WORKER_LOCK_DURATION_MS',
+    default: 30_000,
+    description:
+      "BullMQ's job lock: a worker that dies mid-job gives its job back after about this long (also BullMQ's stalled interval).",
+  }),
+  workerStalledCountMax: setting(integer(1, 1_000), {
+    variable: 'WORKER_STALLED_COUNT_MAX',
+    default: 20,
+    description:
+      "BullMQ's maxStalledCount: deaths of a worker holding a job that the job survives; past it, BullMQ fails the job " +
+      'and it becomes a dead letter (docs/event-path.md). A stall is a worker that died holding the job, and re-running ' +
+      'is safe (the inbox), so the bound only stops a job that kills every worker that takes it.',
+  }),
+  retryBudgetCapacity: setting(integer(1, 1_000_000), {
+    variable: 'RETRY_BUDGET_CAPACITY',
+    default: 50,
+    description: 'Retry-budget tokens per call site.',
+  }),
+  retryBudgetDepositPerSuccess: setting(decimal(0, 1), {
+    variable: 'RETRY_BUDGET_DEPOSIT_PER_SUCCESS',
+    default: 0.1,
+    description: 'What a success puts back into the retry budget.',
+  }),
+  retryBudgetRefillPerSecond: setting(decimal(0, 1_000), {
+    variable: 'RETRY_BUDGET_REFILL_PER_SECOND',
+    default: 1,
+    description: "The retry budget's steady refill.",
+  }),
+  retryBudgetEmptyDelayMs: setting(integer(10, 600_000), {
+    variable: 'RETRY_BUDGET_EMPTY_DELAY_MS',
+    default: 1_000,
+    description:
+      "How long a job waits when its call site's retry budget is empty (no attempt is spent); also the probe interval.",
+  }),
+  reconciliationGraceMs: setting(integer(0, 86_400_000), {
+    variable: 'RECONCILIATION_GRACE_MS',
+    default: 300_000,
+    description: 'Reconciliation facts count only rows older than this, so work in flight is not reported.',
+  }),
+};
+
+/** Test hooks; production refuses them (the rules below). */
+const faults = {
+  faultLedgerOutageMs: setting(integer(0, 3_600_000), {
+    variable: 'FAULT_LEDGER_OUTAGE_MS',
+    default: 0,
+    description: 'Test only: the ledger call fails transiently for this long after a worker starts.',
+  }),
+  faults: setting(faultSet, {
+    variable: 'FAULTS',
+    default: new Set<Fault>(),
+    description:
+      'Test only: fault hooks to turn on (`ledger_bug`: the ledger call throws an unexpected error; `ledger_hang`: ' +
+      'the worker holds each job in its processor until the process dies, for kill tests).',
+  }),
+};
+
+/** Every variable, in the order docs/configuration.md lists them. */
+export const settings = {
+  ...service,
+  ...postgres,
+  ...redis,
+  ...access,
+  ...idempotency,
+  ...requestLimits,
+  ...merchants,
+  ...metrics,
+  ...eventPath,
+  ...faults,
+};
+
+type Settings = z.output<z.ZodObject<typeof settings>>;
+
+/** A check across variables, or one that holds only in production; its text is also documented. */
+export interface SettingRule {
+  readonly setting: keyof Settings;
+  readonly inProduction: boolean;
+  readonly rule: string;
+  holds(values: Settings): boolean;
+  /** What the error adds to the rule, e.g. the other variable's value. */
+  detail?(values: Settings): string;
 }
 
-export type AcquirerName = 'simulated';
-const acquirerNames: readonly AcquirerName[] = ['simulated'];
+export const settingRules: readonly SettingRule[] = [
+  {
+    setting: 'idempotencyLeaseMs',
+    inProduction: false,
+    rule: 'must be longer than ACQUIRER_TIMEOUT_MS',
+    holds: (values) => values.idempotencyLeaseMs > values.acquirerTimeoutMs,
+    detail: (values) => String(values.acquirerTimeoutMs),
+  },
+  {
+    setting: 'httpHeadersTimeoutMs',
+    inProduction: false,
+    rule: 'must not exceed HTTP_REQUEST_TIMEOUT_MS',
+    holds: (values) => values.httpHeadersTimeoutMs <= values.httpRequestTimeoutMs,
+    detail: (values) => String(values.httpRequestTimeoutMs),
+  },
+  {
+    setting: 'acquirer',
+    inProduction: true,
+    rule: 'must be set in production',
+    holds: (values) => values.acquirer !== undefined,
+    detail: () => `one of ${acquirerNames.join(', ')}`,
+  },
+  {
+    setting: 'acquirerSimulatedInProduction',
+    inProduction: true,
+    rule: 'must be true to run the simulated acquirer in production: it approves test cards and moves no money',
+    holds: (values) => values.acquirer !== 'simulated' || values.acquirerSimulatedInProduction,
+  },
+  {
+    setting: 'redisAnswerSecret',
+    inProduction: true,
+    rule: 'must be set in production',
+    holds: (values) => values.redisAnswerSecret !== undefined,
+    detail: () => 'at least 32 characters',
+  },
+  {
+    setting: 'faultLedgerOutageMs',
+    inProduction: true,
+    rule: 'must be 0: fault injection is refused when NODE_ENV=production',
+    holds: (values) => values.faultLedgerOutageMs === 0,
+  },
+  {
+    setting: 'faults',
+    inProduction: true,
+    rule: 'must be empty: fault injection is refused when NODE_ENV=production',
+    holds: (values) => values.faults.size === 0,
+  },
+];
+
+export function variableOf(key: keyof typeof settings): string {
+  return settingDocs.get(settings[key])!.variable;
+}
+
+/** Every environment variable the gateway reads. */
+export const variableNames: readonly string[] = Object.values(settings).map(
+  (schema) => settingDocs.get(schema)!.variable,
+);
+
+const configSchema = z.object(settings).transform((values, context) => {
+  const isProduction = values.nodeEnv === 'production';
+  for (const { setting: key, inProduction, rule, holds, detail } of settingRules) {
+    if ((inProduction && !isProduction) || holds(values)) continue;
+    context.issues.push({
+      code: 'custom',
+      path: [key],
+      message: detail ? `${rule} (${detail(values)})` : rule,
+      input: values[key],
+    });
+  }
+  return Object.freeze({
+    ...values,
+    isProduction,
+    // Derived defaults: production serves /metrics apart from PORT; queues share the Redis prefix.
+    metricsPort: values.metricsPort ?? (isProduction ? 9464 : 0),
+    queuePrefix: values.queuePrefix ?? `{${values.redisKeyPrefix}}`,
+  });
+});
+
+/** The typed, frozen configuration the code uses. */
+export type Config = z.output<typeof configSchema>;
 
 export class ConfigError extends Error {
-  constructor(
-    readonly variable: string,
-    problem: string,
-  ) {
-    super(`${variable}: ${problem}`);
+  /** The first bad variable; the message names every one. */
+  readonly variable: string;
+
+  constructor(readonly problems: readonly { readonly variable: string; readonly problem: string }[]) {
+    super(problems.map(({ variable, problem }) => `${variable}: ${problem}`).join('; '));
     this.name = 'ConfigError';
+    this.variable = problems[0]?.variable ?? 'environment';
   }
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-function readString(env: Env, name: string, fallback: string): string {
-  const value = env[name];
-  if (value === undefined || value === '') return fallback;
-  return value;
-}
-
-function readInteger(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-  const value = Number(raw.trim());
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
-  return value;
-}
-
-function readNumber(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw.trim());
-  if (!Number.isFinite(value)) throw new ConfigError(name, `must be a number, got "${raw}"`);
-  if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
-  return value;
-}
-
-function readClusterNodes(env: Env): { host: string; port: number }[] {
-  const raw = readString(env, 'REDIS_CLUSTER_NODES', '');
-  if (raw === '') return [];
-  return raw.split(',').map((node) => {
-    const match = node.trim().match(/^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/);
-    if (match === null) throw new ConfigError('REDIS_CLUSTER_NODES', `"${node}" is not host:port`);
-    return { host: match[1]!, port: Number(match[2]) };
-  });
-}
-
-function readFaultDuration(env: Env, isProduction: boolean): number {
-  const value = readInteger(env, 'FAULT_LEDGER_OUTAGE_MS', 0, 0, 3_600_000);
-  if (value > 0 && isProduction) {
-    throw new ConfigError('FAULT_LEDGER_OUTAGE_MS', 'fault injection is refused when NODE_ENV=production');
-  }
-  return value;
-}
-
-function readUrl(env: Env, name: string, fallback: string, protocols: readonly string[]): string {
-  const value = readString(env, name, fallback);
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError(name, `must be a URL, got "${value}"`);
-  }
-  if (!protocols.includes(url.protocol)) {
-    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${url.protocol}"`);
-  }
-  return value;
-}
-
-function readEnum<T extends string>(env: Env, name: string, fallback: T, allowed: readonly T[]): T {
-  const value = readString(env, name, fallback);
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new ConfigError(name, `must be one of ${allowed.join(', ')}, got "${value}"`);
-  }
-  return value as T;
-}
-
-function readFaults(env: Env, isProduction: boolean): ReadonlySet<Fault> {
-  const raw = readString(env, 'FAULTS', '');
-  if (raw === '') return new Set();
-  if (isProduction) throw new ConfigError('FAULTS', 'fault injection is refused when NODE_ENV=production');
-  const names = raw.split(',').map((name) => name.trim());
-  for (const name of names) {
-    if (!(faults as readonly string[]).includes(name)) {
-      throw new ConfigError('FAULTS', `unknown fault "${name}"; known: ${faults.join(', ')}`);
-    }
-  }
-  return new Set(names as Fault[]);
-}
-
-function readBoolean(env: Env, name: string, fallback: boolean): boolean {
-  const raw = readString(env, name, String(fallback));
-  if (raw !== 'true' && raw !== 'false') throw new ConfigError(name, `must be true or false, got "${raw}"`);
-  return raw === 'true';
-}
-
-function readOptionalAcquirer(env: Env, isProduction: boolean): AcquirerName | undefined {
-  const raw = readString(env, 'ACQUIRER', '');
-  if (raw === '') {
-    if (isProduction)
-      throw new ConfigError('ACQUIRER', `must be set in production (one of ${acquirerNames.join(', ')})`);
-    return undefined;
-  }
-  return readEnum(env, 'ACQUIRER', 'simulated', acquirerNames);
-}
-
-function readRedisAnswerSecret(env: Env, isProduction: boolean): string | undefined {
-  const value = readString(env, 'REDIS_ANSWER_SECRET', '') || undefined;
-  if (value === undefined && isProduction) {
-    throw new ConfigError('REDIS_ANSWER_SECRET', 'must be set in production (at least 32 characters)');
-  }
-  if (value !== undefined && value.length < 32)
-    throw new ConfigError('REDIS_ANSWER_SECRET', 'must be at least 32 characters');
-  return value;
-}
-
-type SecurityLimits = Pick<
-  Config,
-  | 'queryTokensMax'
-  | 'querySelectionsMax'
-  | 'queryAliasesMax'
-  | 'authFailuresPerMinute'
-  | 'adminAuthFailuresPerMinute'
-  | 'merchantCacheEntriesMax'
-  | 'trustProxyHops'
-  | 'httpHeadersTimeoutMs'
-  | 'httpRequestTimeoutMs'
-  | 'httpKeepAliveTimeoutMs'
-  | 'httpConnectionsMax'
->;
-
-function readSecurityLimits(env: Env): SecurityLimits {
-  // 10 s for headers: a real client sends them in one packet; a trickling one is cut off early.
-  const httpHeadersTimeoutMs = readInteger(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 120_000);
-  // 30 s for a whole request: the body is at most REQUEST_BODY_BYTES_MAX, seconds on a slow link.
-  const httpRequestTimeoutMs = readInteger(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 600_000);
-  if (httpHeadersTimeoutMs > httpRequestTimeoutMs) {
-    throw new ConfigError(
-      'HTTP_HEADERS_TIMEOUT_MS',
-      `must not exceed HTTP_REQUEST_TIMEOUT_MS (${httpRequestTimeoutMs})`,
-    );
-  }
-  return {
-    // 2,000 tokens: the largest legitimate operation (Sandbox's introspection) has about 300.
-    queryTokensMax: readInteger(env, 'QUERY_TOKENS_MAX', 2_000, 100, 1_000_000),
-    // 1,000 selections: a page of charges with every field is about 20; fragments multiply it.
-    querySelectionsMax: readInteger(env, 'QUERY_SELECTIONS_MAX', 1_000, 10, 1_000_000),
-    queryAliasesMax: readInteger(env, 'QUERY_ALIASES_MAX', 30, 0, 10_000),
-    // 60 a minute: a client with a wrong key finds out long before; a key guesser gets nowhere.
-    authFailuresPerMinute: readInteger(env, 'AUTH_FAILURES_PER_MINUTE', 60, 1, 1_000_000),
-    adminAuthFailuresPerMinute: readInteger(env, 'ADMIN_AUTH_FAILURES_PER_MINUTE', 10, 1, 1_000_000),
-    merchantCacheEntriesMax: readInteger(env, 'MERCHANT_CACHE_ENTRIES_MAX', 10_000, 1, 10_000_000),
-    trustProxyHops: readInteger(env, 'TRUST_PROXY_HOPS', 0, 0, 10),
-    httpHeadersTimeoutMs,
-    httpRequestTimeoutMs,
-    // 5 s, Node's own default, now explicit; behind a load balancer keep it above the balancer's idle timeout.
-    httpKeepAliveTimeoutMs: readInteger(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
-    // 1,000 connections: far above what the database pool serves at once; the rest are refused.
-    httpConnectionsMax: readInteger(env, 'HTTP_CONNECTIONS_MAX', 1_000, 1, 1_000_000),
-  };
+function isSettingKey(key: PropertyKey | undefined): key is keyof typeof settings {
+  return typeof key === 'string' && Object.hasOwn(settings, key);
 }
 
 export function loadConfig(env: Env = process.env): Config {
-  const nodeEnv = readString(env, 'NODE_ENV', 'development');
-  const isProduction = nodeEnv === 'production';
-  const adminToken = readString(env, 'ADMIN_TOKEN', '') || undefined;
-  if (adminToken !== undefined && adminToken.length < 16) {
-    throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters');
-  }
-  const demoMerchantApiKey = readString(env, 'DEMO_MERCHANT_API_KEY', '') || undefined;
-  if (demoMerchantApiKey !== undefined && !/^[\x21-\x7e]{16,200}$/.test(demoMerchantApiKey)) {
-    throw new ConfigError('DEMO_MERCHANT_API_KEY', 'must be 16 to 200 printable ASCII characters');
-  }
-  const redisKeyPrefix = readString(env, 'REDIS_KEY_PREFIX', 'pgw');
-  if (!/^[A-Za-z0-9_{}.-]{1,64}$/.test(redisKeyPrefix)) {
-    throw new ConfigError('REDIS_KEY_PREFIX', 'must be 1 to 64 of [A-Za-z0-9_{}.-]');
-  }
-
-  const acquirerTimeoutMs = readInteger(env, 'ACQUIRER_TIMEOUT_MS', 3_000, 50, 60_000);
-  const idempotencyLeaseMs = readInteger(env, 'IDEMPOTENCY_LEASE_MS', 15_000, 200, 600_000);
-  if (idempotencyLeaseMs <= acquirerTimeoutMs) {
-    throw new ConfigError('IDEMPOTENCY_LEASE_MS', `must be longer than ACQUIRER_TIMEOUT_MS (${acquirerTimeoutMs})`);
-  }
-
-  const config: Config = {
-    port: readInteger(env, 'PORT', 4000, 0, 65_535),
-    databaseUrl: readUrl(env, 'DATABASE_URL', 'postgresql://postgres@127.0.0.1:5432/payments', [
-      'postgres:',
-      'postgresql:',
-    ]),
-    redisUrl: readUrl(env, 'REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:']),
-    redisClusterNodes: readClusterNodes(env),
-    role: readEnum(env, 'ROLE', 'all', roles),
-    adminToken,
-    nodeEnv,
-    isProduction,
-    logLevel: readEnum(env, 'LOG_LEVEL', 'info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
-    demoMerchantApiKey,
-    redisKeyPrefix,
-    // 250 ms: a healthy local Redis answers in well under 1 ms; a dead one must not hold a charge.
-    redisCommandTimeoutMs: readInteger(env, 'REDIS_COMMAND_TIMEOUT_MS', 250, 10, 10_000),
-    databasePoolSizeMax: readInteger(env, 'DATABASE_POOL_SIZE_MAX', 16, 1, 200),
-    databaseStatementTimeoutMs: readInteger(env, 'DATABASE_STATEMENT_TIMEOUT_MS', 5_000, 100, 600_000),
-    databaseLockTimeoutMs: readInteger(env, 'DATABASE_LOCK_TIMEOUT_MS', 2_000, 50, 600_000),
-    // 5 s, apart from the lock timeout: waiting for a pool slot in a burst is queueing, not a fault.
-    // A refused connection still fails at once; only a hung or saturated database waits this long.
-    databasePoolConnectTimeoutMs: readInteger(env, 'DATABASE_POOL_CONNECT_TIMEOUT_MS', 5_000, 50, 600_000),
-    idempotencyLeaseMs,
-    idempotencyResponseTtlSeconds: readInteger(env, 'IDEMPOTENCY_RESPONSE_TTL_SECONDS', 86_400, 1, 30 * 86_400),
-    idempotencyRetentionHours: readInteger(env, 'IDEMPOTENCY_RETENTION_HOURS', 72, 1, 24 * 365),
-    idempotencyAbandonAfterHours: readInteger(env, 'IDEMPOTENCY_ABANDON_AFTER_HOURS', 24, 1, 24 * 365),
-    acquirerTimeoutMs,
-    completerIntervalMs: readInteger(env, 'COMPLETER_INTERVAL_MS', 5_000, 50, 3_600_000),
-    completerGraceMs: readInteger(env, 'COMPLETER_GRACE_MS', 30_000, 0, 86_400_000),
-    completerBatchSizeMax: readInteger(env, 'COMPLETER_BATCH_SIZE_MAX', 100, 1, 10_000),
-    auditFlushIntervalMs: readInteger(env, 'AUDIT_FLUSH_INTERVAL_MS', 1_000, 10, 60_000),
-    auditBatchSizeMax: readInteger(env, 'AUDIT_BATCH_SIZE_MAX', 500, 1, 10_000),
-    // 64 KiB holds the largest valid charge (500-character description, 8 KiB of metadata) many times over.
-    requestBodyBytesMax: readInteger(env, 'REQUEST_BODY_BYTES_MAX', 65_536, 1_024, 10_485_760),
-    // 16: the standard introspection query (Sandbox, code generators) nests 15 levels; our own types 5.
-    queryDepthMax: readInteger(env, 'QUERY_DEPTH_MAX', 16, 2, 100),
-    // 5,000 points: three full pages of charges (first: 100, every field) and then some.
-    queryComplexityMax: readInteger(env, 'QUERY_COMPLEXITY_MAX', 5_000, 10, 1_000_000),
-    // A revoked key keeps working for at most this long in a process that cached it.
-    merchantCacheTtlMs: readInteger(env, 'MERCHANT_CACHE_TTL_MS', 5_000, 0, 300_000),
-    shutdownGraceMs: readInteger(env, 'SHUTDOWN_GRACE_MS', 10_000, 0, 120_000),
-    queuePrefix: readString(env, 'QUEUE_PREFIX', `{${redisKeyPrefix}}`),
-    // 500: a batch's addBulk is one round trip; larger batches hold a claim longer for little gain.
-    relayBatchSizeMax: readInteger(env, 'RELAY_BATCH_SIZE_MAX', 500, 1, 10_000),
-    relayPollIntervalMs: readInteger(env, 'RELAY_POLL_INTERVAL_MS', 1_000, 10, 60_000),
-    relayClaimLeaseMs: readInteger(env, 'RELAY_CLAIM_LEASE_MS', 30_000, 100, 600_000),
-    relayRatePerSecond: readInteger(env, 'RELAY_RATE_PER_SECOND', 2_000, 0, 1_000_000),
-    relayRateBurstMax: readInteger(env, 'RELAY_RATE_BURST_MAX', 0, 0, 1_000_000),
-    workerConcurrency: readInteger(env, 'WORKER_CONCURRENCY', 16, 1, 1_000),
-    workerAttemptsMax: readInteger(env, 'WORKER_ATTEMPTS_MAX', 5, 1, 100),
-    workerBackoffBaseMs: readInteger(env, 'WORKER_BACKOFF_BASE_MS', 200, 1, 600_000),
-    workerBackoffCapMs: readInteger(env, 'WORKER_BACKOFF_CAP_MS', 30_000, 1, 3_600_000),
-    workerRatePerSecond: readInteger(env, 'WORKER_RATE_PER_SECOND', 0, 0, 1_000_000),
-    workerLockDurationMs: readInteger(env, 'WORKER_LOCK_DURATION_MS', 30_000, 1_000, 600_000),
-    retryBudgetCapacity: readInteger(env, 'RETRY_BUDGET_CAPACITY', 50, 1, 1_000_000),
-    retryBudgetDepositPerSuccess: readNumber(env, 'RETRY_BUDGET_DEPOSIT_PER_SUCCESS', 0.1, 0, 1),
-    retryBudgetRefillPerSecond: readNumber(env, 'RETRY_BUDGET_REFILL_PER_SECOND', 1, 0, 1_000),
-    retryBudgetEmptyDelayMs: readInteger(env, 'RETRY_BUDGET_EMPTY_DELAY_MS', 1_000, 10, 600_000),
-    merchantRatePerSecond: readInteger(env, 'MERCHANT_RATE_PER_SECOND', 200, 1, 1_000_000),
-    idempotencyPurgeIntervalMs: readInteger(env, 'IDEMPOTENCY_PURGE_INTERVAL_MS', 300_000, 1_000, 86_400_000),
-    // 1,000 rows a statement: short enough never to hold locks long while requests continue.
-    idempotencyPurgeBatchSizeMax: readInteger(env, 'IDEMPOTENCY_PURGE_BATCH_SIZE_MAX', 1_000, 1, 100_000),
-    faultLedgerOutageMs: readFaultDuration(env, isProduction),
-    faults: readFaults(env, isProduction),
-    acquirer: readOptionalAcquirer(env, isProduction),
-    acquirerSimulatedInProduction: readBoolean(env, 'ACQUIRER_SIMULATED_IN_PRODUCTION', false),
-    redisAnswerSecret: readRedisAnswerSecret(env, isProduction),
-    metricsPort: readInteger(env, 'METRICS_PORT', isProduction ? 9464 : 0, 0, 65_535),
-    metricsHost: readString(env, 'METRICS_HOST', '127.0.0.1'),
-    // 2 s: long enough for a normal acquirer call to finish, short enough for a browser's patience.
-    idempotencyInFlightWaitMs: readInteger(env, 'IDEMPOTENCY_IN_FLIGHT_WAIT_MS', 2_000, 0, 10_000),
-    idempotencyTombstoneDays: readInteger(env, 'IDEMPOTENCY_TOMBSTONE_DAYS', 30, 1, 3_650),
-    sweeperGraceMs: readInteger(env, 'SWEEPER_GRACE_MS', 60_000, 100, 86_400_000),
-    sweeperIntervalMs: readInteger(env, 'SWEEPER_INTERVAL_MS', 10_000, 50, 3_600_000),
-    reconciliationGraceMs: readInteger(env, 'RECONCILIATION_GRACE_MS', 300_000, 0, 86_400_000),
-    ...readSecurityLimits(env),
-  };
-  if (config.isProduction && config.acquirer === 'simulated' && !config.acquirerSimulatedInProduction) {
-    throw new ConfigError(
-      'ACQUIRER_SIMULATED_IN_PRODUCTION',
-      'must be true to run the simulated acquirer in production: it approves test cards and moves no money',
-    );
-  }
-  return Object.freeze(config);
+  const input = Object.fromEntries(
+    Object.keys(settings).map((key) => [key, env[isSettingKey(key) ? variableOf(key) : key]]),
+  );
+  const parsed = configSchema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  throw new ConfigError(
+    parsed.error.issues.map((issue) => {
+      const key = issue.path[0];
+      return { variable: isSettingKey(key) ? variableOf(key) : 'environment', problem: issue.message };
+    }),
+  );
 }

@@ -293,6 +293,8 @@ function startWorker(platform: Platform, services: Services) {
       outageUntilMs: config.faultLedgerOutageMs > 0 ? Date.now() + config.faultLedgerOutageMs : 0,
       shutdownGraceMs: config.shutdownGraceMs,
       bugFault: config.faults.has('ledger_bug'),
+      hangFault: config.faults.has('ledger_hang'),
+      stalledCountMax: config.workerStalledCountMax,
     },
   );
   worker.start();

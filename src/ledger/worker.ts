@@ -49,10 +49,21 @@ const doneMarkerPurpose = 'ledger.done';
 const doneMarkerValue = 'done';
 /**
  * BullMQ fails a job that stalled more than this many times without calling the processor (its
- * default is 1: a worker dying twice while holding a job would drop it). Re-running is safe (the
- * inbox row settles it), so the bound is high: it only stops a job that kills every worker that
- * takes it (say, one that exhausts memory) from doing so forever; the `failed` listener then
- * records it as a dead letter.
+ * default is 1: a worker dying twice while holding a job would drop it). How the three settings
+ * interact (bullmq 6.7, moveStalledJobsToWait-9.lua, prepareJobForProcessing.lua, worker.js):
+ *   - a running job holds `<job>:lock` for `lockDuration`, renewed every `lockDuration / 2`;
+ *   - the stalled checker runs every `stalledInterval` (at most once per interval for the whole
+ *     fleet: a `stalled-check` key with that expiry). Each run moves back to wait every job that
+ *     was active at the previous run and has no lock now, adding one to its `stc` count, then
+ *     notes the jobs active now for the next run. A dead worker's job is back in wait between
+ *     `lockDuration` and `lockDuration + 2 × stalledInterval` after the death;
+ *   - `stc` counts over the job's whole life: no retry or delay resets it. Once it exceeds
+ *     `maxStalledCount`, the job goes back to wait with a deferred failure, and the worker that
+ *     takes it next fails it ("job stalled more than allowable limit") without the processor.
+ * So a job survives `maxStalledCount` deaths of workers holding it. Re-running is safe (the inbox
+ * row settles it), so the bound is high: it only stops a job that kills every worker that takes
+ * it (say, one that exhausts memory) from doing so forever; the `failed` listener then records it
+ * as a dead letter. test/ledger/worker-killed.test.ts kills three workers holding one job.
  */
 export const stalledCountMaxDefault = 20;
 
@@ -71,6 +82,9 @@ export interface LedgerWorkerOptions {
   readonly outageUntilMs: number;
   /** Test hook (FAULTS=ledger_bug): the ledger call throws an unexpected error, as a bug would. */
   readonly bugFault?: boolean;
+  /** Test hook (FAULTS=ledger_hang): each job is held in the processor until the process dies. */
+  readonly hangFault?: boolean;
+  /** WORKER_STALLED_COUNT_MAX; see stalledCountMaxDefault. */
   readonly stalledCountMax?: number;
   /** On stop, running jobs get this long to finish; the rest go back to the queue. */
   readonly shutdownGraceMs?: number;
@@ -194,6 +208,7 @@ export class LedgerWorker {
         throw new GatewayError('LEDGER_UNAVAILABLE', 'injected ledger outage (FAULT_LEDGER_OUTAGE_MS)');
       }
       if (this.options.bugFault === true) throw new Error('injected bug (FAULTS=ledger_bug)');
+      if (this.options.hangFault === true) await holdUntilTheProcessDies();
       const outcome = await applyLedgerEvent(this.deps.db, event);
       this.deps.onOutcome(outcome);
       await this.markDone(event.eventUid);
@@ -359,6 +374,11 @@ export class LedgerWorker {
     const value = this.deps.signer.sign(doneMarkerPurpose, key, doneMarkerValue);
     await this.deps.redis.set(key, value, 'EX', doneMarkerTtlSeconds).catch(() => undefined);
   }
+}
+
+/** FAULTS=ledger_hang: never settles, so the job stays active (its lock renewed) until a kill. */
+function holdUntilTheProcessDies(): Promise<never> {
+  return new Promise<never>(() => undefined);
 }
 
 /** True when the charge's posting cannot come: its event is dead-lettered (and not replayed), or absent. */
