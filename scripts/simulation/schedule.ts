@@ -30,6 +30,8 @@ export interface ScheduleResult {
   readonly faultsInjected: ReadonlyMap<FaultKind, number>;
   readonly answers: Readonly<Record<string, number>>;
   readonly violations: readonly Violation[];
+  /** Every operation's transcript, for a report or a closer look (`--transcripts`). */
+  readonly records: readonly OperationRecord[];
   /** Empty when no invariant was violated. */
   readonly report: string;
   readonly durationMs: number;
@@ -178,6 +180,7 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
       faultsInjected: injector.injected,
       answers: countAnswers(workload.records),
       violations,
+      records: workload.records,
       report,
       durationMs: Date.now() - startedAt,
     };
