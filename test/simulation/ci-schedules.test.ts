@@ -12,7 +12,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runSimulation, type SimulationOptions } from '../../scripts/simulate';
+import { formatPhases, runSimulation, type SimulationOptions } from '../../scripts/simulate';
 import { planSchedule } from '../../scripts/simulation/plan';
 
 /**
@@ -67,7 +67,7 @@ describe('the simulator in CI', () => {
         `${summary.results
           .map(
             (result) =>
-              `simulation: seed ${result.seed} ${result.violations.length === 0 ? 'ok' : 'FAILED'} in ${(result.durationMs / 1_000).toFixed(0)} s`,
+              `simulation: seed ${result.seed} ${result.violations.length === 0 ? 'ok' : 'FAILED'} in ${(result.durationMs / 1_000).toFixed(0)} s (${formatPhases(result.phasesMs)})`,
           )
           .join('\n')}\n${summary.text}\n`,
       );
