@@ -214,7 +214,11 @@ class DeadLetterConnection {
 class IdempotencyAttempt {
   @Field(() => String) outcome!: string;
   @Field(() => String) fingerprint!: string;
-  @Field(() => String) requestPayload!: string;
+  @Field(() => String, {
+    nullable: true,
+    description: 'Null when this attempt carried the same request as the key’s first (its row has the payload).',
+  })
+  requestPayload!: string | null;
   @Field(() => String) answeredFrom!: string;
   @Field(() => DateTimeScalar) createdAt!: Date;
 }
