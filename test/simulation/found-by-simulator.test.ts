@@ -3,8 +3,11 @@
  * no other file pins down. Each describe names the seed and the bug; the fix is the gateway's.
  * Over HTTP against a running gateway, with the fault caused for real.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listensOn, startChildGateway } from '../../scripts/harness/child-gateway';
 import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { postGraphql, type GraphqlAnswer } from '../helpers/http';
@@ -159,4 +162,35 @@ describe('seeds 1 and 100: a loaded machine (a pool slot or a lock not obtained 
     expect(await count('SELECT amount_refunded AS count FROM charges WHERE id = $1', [chargeId])).toBe(300);
     expect(await count('SELECT amount_reserved AS count FROM charges WHERE id = $1', [chargeId])).toBe(0);
   });
+});
+
+describe('seed 1 in CI: another process took a child gateway’s port and answered its /healthz', () => {
+  it('is not taken for the child: the start fails (EADDRINUSE) instead of a "crash" reported later', async () => {
+    // What the simulator saw: a gateway of another suite on the machine, on the port freePort()
+    // had just handed out, answered /healthz; ours was counted as started, then exited.
+    const squatter = http.createServer((_request, response) => response.end('{"status":"ok"}'));
+    await new Promise<void>((resolve) => squatter.listen(0, '0.0.0.0', resolve));
+    const { port } = squatter.address() as AddressInfo;
+    try {
+      expect(listensOn(process.pid, port)).toBe(true);
+      const environment = await createTestEnvironment();
+      try {
+        const outcome = await startChildGateway(environment.env({ ROLE: 'worker' }), {
+          port,
+          readyTimeoutMs: 120_000,
+        }).then(
+          async (child) => {
+            await child.kill(); // Taken for ready: the bug. Do not leave it running.
+            return 'ready';
+          },
+          (error: unknown) => String(error),
+        );
+        expect(outcome).toMatch(/exited before it was ready[\s\S]*EADDRINUSE/);
+      } finally {
+        await environment.cleanup();
+      }
+    } finally {
+      squatter.close();
+    }
+  }, 150_000);
 });
