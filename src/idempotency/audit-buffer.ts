@@ -3,6 +3,11 @@
  * off the hot path. The window a crash can lose is what is buffered: at most `batchSizeMax` rows
  * or `flushIntervalMs` of them (docs/idempotency.md). Attempts that touch Postgres are audited in
  * the same statement as their key read or write, and are never lost.
+ *
+ * The rows are compact: key, fingerprint, outcome, time, and the request payload only when it
+ * differs from the first request's (a 422 mismatch). A replay or a 409 carries the first request
+ * again (same fingerprint), whose payload its 'created' row already holds; storing it on every
+ * replay made each one cost about 9 KB (docs/security.md, "Audit and data").
  */
 import type { Database } from '../platform/database';
 import type { KeyedRequest } from './types';
@@ -11,6 +16,11 @@ import type { IdempotencyOutcome } from './outcomes';
 interface AuditRow {
   readonly request: KeyedRequest;
   readonly outcome: IdempotencyOutcome;
+}
+
+/** The payload a Redis-answered attempt keeps: only a request other than the first one's. */
+function payloadOf(row: AuditRow): string | null {
+  return row.outcome === 'mismatch' ? row.request.requestPayload : null;
 }
 
 export interface AuditBufferOptions {
@@ -59,7 +69,7 @@ export class AuditBuffer {
         SELECT merchant_id, key, operation, fingerprint, request_payload, outcome, 'redis'
         FROM unnest(${column((row) => row.request.merchantId)}::text[], ${column((row) => row.request.key)}::text[],
                     ${column((row) => row.request.operation)}::text[], ${column((row) => row.request.fingerprint)}::text[],
-                    ${column((row) => row.request.requestPayload)}::text[], ${column((row) => row.outcome)}::text[])
+                    ${column(payloadOf)}::text[], ${column((row) => row.outcome)}::text[])
              AS batch (merchant_id, key, operation, fingerprint, request_payload, outcome)`;
     } catch {
       this.options.onLost(batch.length);
