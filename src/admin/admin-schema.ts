@@ -12,7 +12,7 @@ import type { DeadLetters } from '../ledger/dead-letters';
 import { createMerchant, hashApiKey, newApiKey } from '../merchants/merchants';
 import type { LedgerJobData } from '../outbox/queue';
 import type { Database } from '../platform/database';
-import { purgeExpiredIdempotencyKeys } from '../idempotency/retention';
+import { purgeExpiredIdempotencyKeys } from '../idempotency/key-row';
 import { DateTimeScalar } from '../graphql/scalars';
 import { reconcileFully } from './reconciliation';
 
