@@ -350,6 +350,13 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
         deadLetterQueue,
         retentionHours: config.idempotencyRetentionHours,
         purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
+        tombstoneDays: config.idempotencyTombstoneDays,
+        transaction: {
+          maxWaitMs: config.databasePoolConnectTimeoutMs,
+          // A change is a few statements, each bounded by the statement timeout (and a lock wait).
+          timeoutMs: 3 * (config.databaseStatementTimeoutMs + config.databaseLockTimeoutMs),
+        },
+        logger,
         merchantChanged,
         reconciliationGraceMs: config.reconciliationGraceMs,
       },

@@ -3,6 +3,12 @@
  * off the hot path. The window a crash can lose is what is buffered: at most `batchSizeMax` rows
  * or `flushIntervalMs` of them (docs/idempotency.md). Attempts that touch Postgres are audited in
  * the same statement as their key read or write, and are never lost.
+ *
+ * The rows are compact: key, fingerprint, outcome, time, and the request payload only when it
+ * differs from the first request's (a 422 mismatch). A replay or a 409 carries the first request
+ * again (same fingerprint), whose payload its 'created' row already holds; storing it on every
+ * replay made each one cost about 9 KB (docs/security.md, "Audit and data"). The INSERT is
+ * `writeAuditBatch` in src/idempotency/key-row.ts.
  */
 import type { Database } from '../platform/database';
 import type { KeyedRequest } from './types';

@@ -374,6 +374,8 @@ export interface PurgeOptions {
   readonly batchesMax?: number;
   /** How long a purged key's tombstone is kept (IDEMPOTENCY_TOMBSTONE_DAYS). */
   readonly tombstoneDays?: number;
+  /** Set when an operator asked: each batch that purged something appends an admin_audit row. */
+  readonly audit?: { readonly actor: string; readonly action: string };
 }
 
 /**
@@ -383,9 +385,12 @@ export interface PurgeOptions {
  * statement, kept IDEMPOTENCY_TOMBSTONE_DAYS: a late retry is answered 422
  * IDEMPOTENCY_KEY_EXPIRED instead of being charged again. Charges, refunds, ledger and audit rows
  * are never deleted; a charge keeps its row when its key goes (the reference is cleared).
+ * When an operator purges (`audit` given), each batch's admin_audit row is written by the batch's
+ * own statement: a purged batch and its audit row commit together, without a long transaction.
  * Returns how many keys were purged.
  */
 export async function purgeExpiredIdempotencyKeys(db: Database, options: PurgeOptions): Promise<number> {
+  const audit = auditStamp(options);
   let purged = 0;
   for (let batch = 0; batch < (options.batchesMax ?? 1_000); batch += 1) {
     const rows = await db.$queryRaw<{ deleted: number }[]>`
@@ -405,6 +410,10 @@ export async function purgeExpiredIdempotencyKeys(db: Database, options: PurgeOp
         ON CONFLICT (merchant_id, key) DO UPDATE
           SET operation = excluded.operation, fingerprint = excluded.fingerprint,
               first_request_at = excluded.first_request_at, purged_at = now()
+      ), audited AS (
+        INSERT INTO admin_audit (actor, action, arguments, result)
+        SELECT ${audit.actor}, ${audit.action}, '{}', json_build_object('purgedKeys', count(*), 'batch', ${batch + 1}::int)::text
+          FROM deleted HAVING ${audit.enabled}::boolean AND count(*) > 0
       )
       SELECT count(*)::int AS deleted FROM deleted`;
     const deleted = rows[0]?.deleted ?? 0;
@@ -417,15 +426,32 @@ export async function purgeExpiredIdempotencyKeys(db: Database, options: PurgeOp
 
 async function purgeOldTombstones(db: Database, options: PurgeOptions): Promise<void> {
   const tombstoneDays = options.tombstoneDays ?? tombstoneDaysDefault;
+  const audit = auditStamp(options);
   for (let batch = 0; batch < (options.batchesMax ?? 1_000); batch += 1) {
-    const deleted = await db.$executeRaw`
-      DELETE FROM idempotency_tombstones
-       WHERE (merchant_id, key) IN (
-         SELECT merchant_id, key FROM idempotency_tombstones
-          WHERE purged_at < now() - ${tombstoneDays} * interval '1 day'
-          LIMIT ${options.batchSizeMax})`;
-    if (deleted < options.batchSizeMax) break;
+    const rows = await db.$queryRaw<{ deleted: number }[]>`
+      WITH deleted AS (
+        DELETE FROM idempotency_tombstones
+         WHERE (merchant_id, key) IN (
+           SELECT merchant_id, key FROM idempotency_tombstones
+            WHERE purged_at < now() - ${tombstoneDays} * interval '1 day'
+            LIMIT ${options.batchSizeMax})
+        RETURNING 1
+      ), audited AS (
+        INSERT INTO admin_audit (actor, action, arguments, result)
+        SELECT ${audit.actor}, ${audit.action}, '{}',
+               json_build_object('purgedTombstones', count(*), 'batch', ${batch + 1}::int)::text
+          FROM deleted HAVING ${audit.enabled}::boolean AND count(*) > 0
+      )
+      SELECT count(*)::int AS deleted FROM deleted`;
+    if ((rows[0]?.deleted ?? 0) < options.batchSizeMax) break;
   }
+}
+
+/** The audit columns as statement parameters; with no operator, `enabled` is false and no row is written. */
+function auditStamp(options: PurgeOptions): { enabled: boolean; actor: string; action: string } {
+  return options.audit === undefined
+    ? { enabled: false, actor: '', action: '' }
+    : { enabled: true, actor: options.audit.actor, action: options.audit.action };
 }
 
 /** One attempt answered from Redis alone, to audit. */
@@ -434,7 +460,15 @@ export interface AuditedAttempt {
   readonly outcome: IdempotencyOutcome;
 }
 
-/** The audit rows of attempts answered from Redis alone, in one INSERT (answered_from 'redis'). */
+/** The payload a Redis-answered attempt keeps: only a request other than the first one's. */
+function payloadOf(attempt: AuditedAttempt): string | null {
+  return attempt.outcome === 'mismatch' ? attempt.request.requestPayload : null;
+}
+
+/**
+ * The audit rows of attempts answered from Redis alone, in one INSERT (answered_from 'redis').
+ * Compact: the payload only when it differs from the first request's (src/idempotency/audit-buffer.ts).
+ */
 export async function writeAuditBatch(db: Queryable, attempts: readonly AuditedAttempt[]): Promise<void> {
   const column = <T>(pick: (attempt: AuditedAttempt) => T): T[] => attempts.map(pick);
   await db.$executeRaw`
@@ -442,7 +476,7 @@ export async function writeAuditBatch(db: Queryable, attempts: readonly AuditedA
     SELECT merchant_id, key, operation, fingerprint, request_payload, outcome, 'redis'
     FROM unnest(${column((row) => row.request.merchantId)}::text[], ${column((row) => row.request.key)}::text[],
                 ${column((row) => row.request.operation)}::text[], ${column((row) => row.request.fingerprint)}::text[],
-                ${column((row) => row.request.requestPayload)}::text[], ${column((row) => row.outcome)}::text[])
+                ${column(payloadOf)}::text[], ${column((row) => row.outcome)}::text[])
          AS batch (merchant_id, key, operation, fingerprint, request_payload, outcome)`;
 }
 
