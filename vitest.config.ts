@@ -1,13 +1,22 @@
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 const require = createRequire(import.meta.url);
+const source = (file: string) => fileURLToPath(new URL(file, import.meta.url));
 
 export default defineConfig({
   resolve: {
-    // One copy of graphql: type-graphql and Apollo load its CommonJS build, so our code must too,
-    // or graphql-js sees two realms and refuses the schema (docs/contract.md §10).
-    alias: { graphql: require.resolve('graphql') },
+    alias: [
+      // One copy of graphql: type-graphql and Apollo load its CommonJS build, so our code must too,
+      // or graphql-js sees two realms and refuses the schema (docs/contract.md §10).
+      { find: /^graphql$/, replacement: require.resolve('graphql') },
+      // The workspace packages from their sources, as tsconfig.json's paths say (exact matches, so
+      // `@payments-gateway/client/apollo` is not read as `@payments-gateway/client` + `/apollo`).
+      { find: /^@payments-gateway\/retry$/, replacement: source('./packages/retry/src/index.ts') },
+      { find: /^@payments-gateway\/client$/, replacement: source('./packages/client/src/index.ts') },
+      { find: /^@payments-gateway\/client\/apollo$/, replacement: source('./packages/client/src/apollo-link.ts') },
+    ],
   },
   test: {
     include: ['test/**/*.test.ts'],

@@ -43,7 +43,7 @@ import { DeadLetters } from './ledger/dead-letters';
 import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
 import { addRetryBudgetGauge } from './retry/metrics';
 import { RedisTokenBucketStore } from './retry/redis-token-bucket';
-import { RetryBudget } from './retry/token-bucket';
+import { RetryBudget } from '@payments-gateway/retry';
 import { CallSiteAdmission } from './retry/call-site-admission';
 import { createValueSigner, resolveRedisAnswerSecret } from './platform/signed-value';
 

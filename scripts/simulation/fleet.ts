@@ -4,7 +4,7 @@
  * ROLE. A process the faults did not kill that exits anyway is a finding: it is written on the
  * timeline, counted, and started again.
  */
-import { GatewayClient } from '../../src/client/index';
+import { GatewayClient } from '@payments-gateway/client';
 import { startChildGateway, type ChildGateway } from '../harness/child-gateway';
 import { startLossyProxy, type LossyProxy } from '../harness/lossy-proxy';
 import { freePort } from '../harness/redis';

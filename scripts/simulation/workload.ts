@@ -1,11 +1,10 @@
 /**
  * Runs a plan's operations against the two api proxies through the client SDK's retry loop
- * (src/client), recording every attempt of every send: when, through which api, the status, the
+ * (@payments-gateway/client), recording every attempt of every send: when, through which api, the status, the
  * error code, Retry-After, Idempotent-Replayed and the id answered. One record per logical
  * operation is what the checks and a failure report read.
  */
-import { sendWithRetries } from '../../src/client/retrying-transport';
-import { MemoryTokenBucketStore, RetryBudget } from '../../src/retry/token-bucket';
+import { MemoryTokenBucketStore, RetryBudget, sendWithRetries } from '@payments-gateway/client';
 import type { Operation } from './plan';
 import type { Timeline } from './timeline';
 
