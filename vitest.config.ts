@@ -1,9 +1,24 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 const require = createRequire(import.meta.url);
 const source = (file: string) => fileURLToPath(new URL(file, import.meta.url));
+
+/**
+ * The simulator's CI schedules (test/simulation/ci-schedules.test.ts) take minutes in one file:
+ * started first, they run beside the rest of the suite on the other worker instead of after it.
+ * Otherwise vitest's own order (failed first, then longest, or largest when it has no timings).
+ */
+const longestFirst = ['test/simulation/ci-schedules.test.ts'];
+class SimulationFirstSequencer extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const sorted = await super.sort(files);
+    const first = (file: TestSpecification) => longestFirst.some((name) => file.moduleId.endsWith(name));
+    return [...sorted.filter(first), ...sorted.filter((file) => !first(file))];
+  }
+}
 
 export default defineConfig({
   resolve: {
@@ -28,5 +43,6 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     reporters: ['default'],
+    sequence: { sequencer: SimulationFirstSequencer },
   },
 });

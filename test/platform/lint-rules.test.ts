@@ -61,4 +61,16 @@ describe('the import rules', () => {
       ),
     ).toBe(false);
   });
+
+  it('keep every function of the composition root within 70 lines', async () => {
+    const body = (lines: number) => Array.from({ length: lines - 2 }, (_, index) => `  void ${index};`).join('\n');
+    const lengthErrors = async (lines: number) => {
+      const [result] = await eslint.lintText(`export function starter(): void {\n${body(lines)}\n}\n`, {
+        filePath: 'src/gateway.ts',
+      });
+      return (result?.messages ?? []).filter((message) => message.ruleId === 'max-lines-per-function').length;
+    };
+    expect(await lengthErrors(70)).toBe(0);
+    expect(await lengthErrors(71)).toBe(1);
+  });
 });

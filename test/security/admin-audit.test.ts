@@ -283,7 +283,7 @@ describe('a replay recorded but never queued (the process died between the commi
     expect(await sweeper.sweepOnce()).toBe(1);
     expect((await ledgerQueue.getJob(jobIdFor(lost.eventUid, { sweep: 1 })))?.data.eventUid).toBe(lost.eventUid);
     expect(
-      await environment.database.count('SELECT republished_count FROM outbox_events WHERE event_uid = $1', [
+      await environment.database.count('SELECT republished_count AS count FROM outbox_events WHERE event_uid = $1', [
         queued.eventUid,
       ]),
     ).toBe(0);
