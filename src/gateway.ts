@@ -35,7 +35,7 @@ import { bodyParserErrorHandler } from './graphql/errors';
 import { createAdminRouter } from './admin/admin-server';
 import { addReconciliationGauge } from './admin/reconciliation';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
-import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
+import { purgeExpiredIdempotencyKeys } from './idempotency/key-row';
 import { addLedgerQueueGauge, addOutboxGauges } from './outbox/metrics';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
 import { Relay, relayPublishCallSite } from './outbox/relay';
