@@ -32,6 +32,8 @@ const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').m
 const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const replayKeyCount = 200;
+const gatewayPgbench = 'pgbench: gateway (3 commits)';
+const floorPgbench = 'pgbench: floor (3 commits)';
 const scenarioFilter = process.env.BENCH_SCENARIOS?.split(',').map((name) => name.trim());
 const selected = (scenario: string) =>
   scenarioFilter === undefined || scenarioFilter.some((name) => scenario.startsWith(name));
@@ -141,8 +143,9 @@ function pgbenchRows(databaseUrl: string, merchantId: string): Row[] {
     return [];
   }
   const allShapes: [PgbenchShape, string][] = [
-    ['gateway', 'pgbench: gateway (4 commits)'],
-    ['floor', 'pgbench: floor (3 commits)'],
+    ['gateway', gatewayPgbench],
+    ['floor', floorPgbench],
+    ['before', 'pgbench: before (4 commits)'],
     ['one transaction', 'pgbench: one transaction'],
   ];
   const shapes = allShapes.filter(([, scenario]) => selected(scenario));
@@ -189,8 +192,8 @@ function printRatios(rows: readonly Row[]): void {
     const newCharges = find('new charge', connections);
     process.stdout.write(
       `${String(connections).padStart(2)} connections: replays at ${percent(find('replay', connections), find('trivial mutation', connections))} ` +
-        `of a trivial Apollo mutation (target ≥ 70%); new charges at ${percent(newCharges, find('pgbench: gateway (4 commits)', connections))} ` +
-        `of pgbench on the gateway's own statements (target ≥ 50%), ${percent(newCharges, find('pgbench: floor (3 commits)', connections))} ` +
+        `of a trivial Apollo mutation (target ≥ 70%); new charges at ${percent(newCharges, find(gatewayPgbench, connections))} ` +
+        `of pgbench on the gateway's own statements (target ≥ 50%), ${percent(newCharges, find(floorPgbench, connections))} ` +
         `of the floor\n`,
     );
   }

@@ -27,7 +27,6 @@ export type Role = (typeof roles)[number];
 /** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
 const faultNames = [
   'crash_after_acquirer',
-  'crash_after_authorized',
   'fail_after_charge_insert',
   'crash_after_publish',
   // An unexpected error (a bug) just before the charge is recorded: answered 500 INTERNAL.

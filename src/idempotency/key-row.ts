@@ -309,11 +309,14 @@ export async function completeKey(
   held: HeldKey,
   response: StoredResponse,
   followUp?: FollowUp,
+  acquirerResult?: string,
 ): Promise<boolean> {
+  // A charge saves the acquirer's answer here, with its completion, instead of in an AUTHORIZED commit.
+  const answer = acquirerResult === undefined ? noSql : sql`acquirer_result = ${acquirerResult},`;
   const state = await writeUnderLease(
     db,
     held,
-    sql`state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL,
+    sql`state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL, ${answer}
         response_status = ${response.status}, response_code = ${response.code}, response_body = ${response.body},
         completed_at = now()`,
     followUp,
