@@ -264,6 +264,7 @@ function startWorker(platform: Platform, services: Services) {
   const worker = new LedgerWorker(
     {
       db: database.prisma,
+      pool: database.pool,
       queueConnection: queueRedis,
       redis,
       signer: createValueSigner(resolveRedisAnswerSecret(config.redisAnswerSecret)),
