@@ -189,4 +189,26 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // One owner for the key's row (docs/contract.md §3): every statement that changes
+    // idempotency_keys or writes idempotency_audit, and the lease's fencing predicate, live in
+    // src/idempotency/key-row.ts, so no copy of the fence can drift.
+    files: ['src/**/*.ts'],
+    ignores: ['src/idempotency/key-row.ts', 'src/generated/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector:
+            'TemplateElement[value.raw=/(UPDATE|INSERT\\s+INTO|DELETE\\s+FROM)\\s+idempotency_(keys|audit)\\b|lock_token\\s*=/i]',
+          message: 'Only src/idempotency/key-row.ts writes idempotency_keys and idempotency_audit.',
+        },
+        {
+          selector:
+            'CallExpression[callee.object.property.name=/^idempotency(Key|Audit)$/][callee.property.name=/^(create|update|upsert|delete)/]',
+          message: 'Only src/idempotency/key-row.ts writes idempotency_keys and idempotency_audit.',
+        },
+      ],
+    },
+  },
 );

@@ -17,7 +17,7 @@ import { createMerchant, hashApiKey, newApiKey } from '../merchants/merchants';
 import type { LedgerJobData } from '../outbox/queue';
 import type { Database, Queryable, Transaction } from '../platform/database';
 import type { Logger } from '../platform/logger';
-import { purgeExpiredIdempotencyKeys } from '../idempotency/retention';
+import { purgeExpiredIdempotencyKeys } from '../idempotency/key-row';
 import { DateTimeScalar } from '../graphql/scalars';
 import { reconcileFully } from './reconciliation';
 

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { purgeExpiredIdempotencyKeys } from '../../src/idempotency/retention';
+import { purgeExpiredIdempotencyKeys } from '../../src/idempotency/key-row';
 import { refundChargeInputSchema } from '../../src/charges/validation';
 import { keyedRequest } from '../../src/idempotency/types';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
