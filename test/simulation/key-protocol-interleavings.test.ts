@@ -1,7 +1,7 @@
 /**
  * The key protocol under controlled interleavings: fast-check's scheduler decides, statement by
  * statement, in which order two or three requests for one key run the store's real statements
- * against the real Postgres (claimKey, resolveExisting, saveAuthorized, releaseKey, recordCharge),
+ * against the real Postgres (claimKey, resolveExisting, saveRecoveryPoint, releaseKey, recordCharge),
  * while a third party expires the lease between any two of them. Sometimes two statements are
  * released at once, so two takeovers really race in Postgres. These are the orderings process
  * faults rarely hit: a lease running out between a holder's two statements, a takeover between
@@ -22,9 +22,9 @@ import {
   claimKey,
   releaseKey,
   resolveExisting,
-  saveAuthorized,
+  saveRecoveryPoint,
   type ExistingResolution,
-} from '../../src/idempotency/postgres-store';
+} from '../../src/idempotency/key-row';
 import { keyedRequest, type HeldKey, type KeyedRequest } from '../../src/idempotency/types';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase, type DatabaseHandle } from '../../src/platform/database';
@@ -174,10 +174,16 @@ async function request(gates: Gates, actor: string, keyed: KeyedRequest, release
     const authorized = await gates.step(
       actor,
       'authorize',
-      () => saveAuthorized(db, holder, JSON.stringify({ approved: true, authorizationId: `auth_${holder.id}` })),
-      (ok) => ({ ok, token: holder.lockToken }),
+      () =>
+        saveRecoveryPoint(
+          db,
+          holder,
+          'AUTHORIZED',
+          JSON.stringify({ approved: true, authorizationId: `auth_${holder.id}` }),
+        ),
+      (next) => ({ ok: next !== undefined, token: holder.lockToken }),
     );
-    if (!authorized) return;
+    if (authorized === undefined) return;
   }
   const snapshot = snapshotFor(actor);
   await gates.step(
