@@ -11,7 +11,9 @@
  * statements and commit boundaries, the design's floor and one transaction, at the same client
  * counts. Every ratio is taken inside this one run. It uses its own database and Redis prefix and
  * removes them. BENCH_SCENARIOS (e.g. `replay` or `new charge,pgbench`) runs only the scenarios
- * whose names start with one of its entries, to profile one path at a time.
+ * whose names start with one of its entries, to profile one path at a time. The gateway runs as it
+ * ships, `node dist/main.js` (built here when the sources are newer); BENCH_SOURCE=1 runs the
+ * sources under tsx instead, whose loader adds CPU and memory that production does not have.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +23,7 @@ import pg from 'pg';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { migrate } from '../src/cli/migrate';
+import { ensureBuilt } from '../scripts/harness/built';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { deleteKeysWithPrefix, freePort } from '../scripts/harness/redis';
 import { hasPgbench, runPgbench, type PgbenchShape } from './pgbench';
@@ -32,6 +35,7 @@ const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').m
 const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const replayKeyCount = 200;
+const fromSource = process.env.BENCH_SOURCE === '1';
 const gatewayPgbench = 'pgbench: gateway (3 commits)';
 const floorPgbench = 'pgbench: floor (3 commits)';
 const scenarioFilter = process.env.BENCH_SCENARIOS?.split(',').map((name) => name.trim());
@@ -229,6 +233,7 @@ async function completeReplayKeys(gateway: ChildGateway, authorization: string, 
 
 async function main(): Promise<void> {
   ensureWrk();
+  if (!fromSource) ensureBuilt();
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `pgw_bench_${suffix}`;
   const databaseUrl = databaseUrlFor(databaseName);
@@ -259,7 +264,11 @@ async function main(): Promise<void> {
         MERCHANT_RATE_PER_SECOND: '1000000',
       },
       // Node flags for the api process, e.g. --cpu-prof (NODE_OPTIONS refuses it).
-      { readyTimeoutMs: 300_000, nodeArguments: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) },
+      {
+        readyTimeoutMs: 300_000,
+        built: !fromSource,
+        nodeArguments: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      },
     ); // a loaded machine (shared with test suites) starts it slowly
     cleanups.push(() => gateway.kill('SIGTERM'));
     const baseline = await startBaseline();
