@@ -10,14 +10,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { migrate } from '../src/cli/migrate';
+import { migrate, migrationUrls } from '../src/cli/migrate';
+import { gatewayRoleUrl } from '../src/platform/database-role';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../scripts/harness/events';
 import { deleteKeysWithPrefix } from '../scripts/harness/redis';
 
 const events = Number(process.env.BENCH_BACKLOG_EVENTS ?? 18_000);
 const cap = Number(process.env.BENCH_RELAY_CAP ?? 2_000);
-const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
+// The owner creates and migrates the bench's database; the gateway runs as its own role.
+const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 function databaseUrlFor(name: string): string {
@@ -120,7 +122,7 @@ async function main(): Promise<void> {
     process.env.MIGRATE_QUIET = '1';
     migrate(databaseUrlFor(databaseName));
     const env = {
-      DATABASE_URL: databaseUrlFor(databaseName),
+      DATABASE_URL: gatewayRoleUrl(databaseUrlFor(databaseName)),
       REDIS_URL: redisUrl,
       REDIS_KEY_PREFIX: redisKeyPrefix,
       LOG_LEVEL: 'warn',

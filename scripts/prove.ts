@@ -22,10 +22,11 @@ import { GatewayClient, type AttemptRecord } from '../src/client/index';
 import { RetryBudget, MemoryTokenBucketStore } from '../src/retry/token-bucket';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
+import { gatewayRoleUrl } from '../src/platform/database-role';
 import { startChildGateway, type ChildGateway } from './harness/child-gateway';
 import { startLossyProxy, type LossyProxy } from './harness/lossy-proxy';
 import { deleteKeysWithPrefix } from './harness/redis';
-import { migrate } from '../src/cli/migrate';
+import { migrate, migrationUrls } from '../src/cli/migrate';
 import { jobIdFor, openLedgerQueue } from '../src/outbox/queue';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -142,7 +143,7 @@ async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number, w
 
 export async function runProof(options: ProofOptions): Promise<ProofResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const serverUrl = options.databaseUrl ?? process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
+  const serverUrl = options.databaseUrl ?? migrationUrls().ownerUrl;
   const redisUrl = options.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `pgw_proof_${suffix}`;
@@ -155,7 +156,8 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
   await admin.connect();
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
   const fleet = new Fleet({
-    DATABASE_URL: databaseUrl.toString(),
+    // The gateways connect as their least-privilege role; the proof's own reads use the owner.
+    DATABASE_URL: gatewayRoleUrl(databaseUrl.toString()),
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: redisKeyPrefix,
     NODE_ENV: 'test',
@@ -180,7 +182,7 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     process.env.MIGRATE_QUIET = '1';
     migrate(databaseUrl.toString());
     const handle = openDatabase({
-      databaseUrl: databaseUrl.toString(),
+      databaseUrl: gatewayRoleUrl(databaseUrl.toString()),
       databasePoolSizeMax: 1,
       databaseStatementTimeoutMs: 5_000,
       databaseLockTimeoutMs: 2_000,
