@@ -8,11 +8,17 @@
 FROM node:22.20.0-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# The npm workspaces (the pure retry package the server runs, and the client SDK): npm ci needs
+# each one's package.json to match the lockfile.
+COPY packages/retry/package.json ./packages/retry/
+COPY packages/client/package.json ./packages/client/
 COPY prisma ./prisma
 COPY prisma.config.ts ./
 # The Prisma client is generated at install (postinstall), which needs the prisma CLI (a dev dependency).
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY packages/retry ./packages/retry
+COPY packages/client ./packages/client
 COPY src ./src
 COPY scripts ./scripts
 COPY demo ./demo
@@ -28,9 +34,16 @@ RUN apt-get update \
 ENV NODE_ENV=production PORT=4000
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY packages/retry/package.json ./packages/retry/
 # --ignore-scripts: postinstall generates the Prisma client with the prisma CLI, a dev dependency;
 # the generated client is already compiled into dist/.
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+# --workspace … --include-workspace-root: the root's production dependencies and the one
+# workspace the server runs (@payments-gateway/retry, linked into node_modules). The client SDK's
+# workspace is left out, and with it its peers: no @apollo/client, rxjs, esbuild or tsx here.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
+    --workspace @payments-gateway/retry --include-workspace-root \
+  && npm cache clean --force
+COPY --from=build /app/packages/retry/dist ./packages/retry/dist
 COPY --from=build /app/dist ./dist
 # The SQL migrations that dist/cli/migrate.js applies.
 COPY db/migrations ./db/migrations

@@ -3,7 +3,7 @@
  * -M prepared (parsed once per connection, as a pool of prepared statements would) and one
  * connection per client for the whole run (no -C):
  *   - gateway: the gateway's own statements with its own commit boundaries, four commits per charge
- *     (src/idempotency/postgres-store.ts claimKey and saveAuthorized, the simulated acquirer's
+ *     (src/idempotency/key-row.ts claimKey and saveRecoveryPoint, the simulated acquirer's
  *     INSERT in src/acquirer/simulated-acquirer.ts, src/charges/record-charge.ts);
  *   - floor: the fewest commits the recovery-point design needs, three: claim the key; the
  *     acquirer's authorization; charge + outbox event + key completion (with the acquirer's

@@ -4,8 +4,9 @@
  * for, reused by every click and after a reload, replaced when the basket changes or after a
  * final outcome (approved, declined, key reused, bad input).
  */
-import { ApolloClient, InMemoryCache, gql } from '@apollo/client';
-import { createGatewayLink, type AttemptRecord } from '../src/client/index';
+import { ApolloClient, InMemoryCache } from '@apollo/client';
+import { CreateChargeDocument, type AttemptRecord } from '@payments-gateway/client';
+import { createGatewayLink } from '@payments-gateway/client/apollo';
 
 interface DemoConfig {
   readonly apiKey: string;
@@ -14,19 +15,6 @@ interface DemoConfig {
 
 const storageKey = 'checkout-idempotency-key';
 const element = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-
-const CREATE_CHARGE = gql`
-  mutation Pay($input: CreateChargeInput!) {
-    createCharge(input: $input) {
-      id
-      amount
-      currency
-      status
-      failureCode
-      createdAt
-    }
-  }
-`;
 
 function basket(): { amount: number; currency: string; source: string } {
   return {
@@ -94,13 +82,11 @@ async function main(): Promise<void> {
     element('key').textContent = idempotencyKey;
     say('pending', 'Processing your payment…');
     client
-      .mutate({ mutation: CREATE_CHARGE, variables: { input }, context: { idempotencyKey } })
+      // The SDK's document, generated from schema.graphql: `result.data` is typed by it.
+      .mutate({ mutation: CreateChargeDocument, variables: { input }, context: { idempotencyKey } })
       .then((result) => {
-        const charge = (
-          result.data as {
-            createCharge: { id: string; status: string; failureCode: string | null; amount: number; currency: string };
-          }
-        ).createCharge;
+        const charge = result.data?.createCharge;
+        if (charge === undefined) throw new Error('the gateway answered without a charge');
         const replayed =
           (result.extensions as { idempotency?: { replayed?: boolean } } | undefined)?.idempotency?.replayed ?? false;
         finish();

@@ -38,6 +38,13 @@ export const defaultSimulationOptions: Omit<SimulationOptions, 'seeds'> = {
   quietMs: 90_000,
 };
 
+/** "start-up 12 s, faults 20 s, …": where a schedule's time went. */
+export function formatPhases(phasesMs: Readonly<Record<string, number>>): string {
+  return Object.entries(phasesMs)
+    .map(([phase, ms]) => `${phase} ${(ms / 1_000).toFixed(0)} s`)
+    .join(', ');
+}
+
 export function summarize(results: readonly ScheduleResult[]): string {
   const faults = new Map<FaultKind, number>();
   const answers = new Map<string, number>();
@@ -75,7 +82,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       const result = await runSchedule(postgres, { ...options, seed, log });
       results.push(result);
       log(
-        `schedule ${result.seed}: ${result.violations.length === 0 ? 'ok' : `${result.violations.length} VIOLATIONS`} in ${(result.durationMs / 1_000).toFixed(0)} s`,
+        `schedule ${result.seed}: ${result.violations.length === 0 ? 'ok' : `${result.violations.length} VIOLATIONS`} in ${(result.durationMs / 1_000).toFixed(0)} s (${formatPhases(result.phasesMs)})`,
       );
       if (result.report !== '') log(result.report);
     }

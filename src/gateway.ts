@@ -35,7 +35,7 @@ import { bodyParserErrorHandler } from './graphql/errors';
 import { createAdminRouter } from './admin/admin-server';
 import { addReconciliationGauge } from './admin/reconciliation';
 import { demoRouter, dropResponseFault } from './demo/demo-router';
-import { purgeExpiredIdempotencyKeys } from './idempotency/retention';
+import { purgeExpiredIdempotencyKeys } from './idempotency/key-row';
 import { addLedgerQueueGauge, addOutboxGauges } from './outbox/metrics';
 import { openDeadLetterQueue, openLedgerQueue } from './outbox/queue';
 import { Relay, relayPublishCallSite } from './outbox/relay';
@@ -43,7 +43,7 @@ import { DeadLetters } from './ledger/dead-letters';
 import { LedgerWorker, ledgerApplyCallSite } from './ledger/worker';
 import { addRetryBudgetGauge } from './retry/metrics';
 import { RedisTokenBucketStore } from './retry/redis-token-bucket';
-import { RetryBudget } from './retry/token-bucket';
+import { RetryBudget } from '@payments-gateway/retry';
 import { CallSiteAdmission } from './retry/call-site-admission';
 import { createValueSigner, resolveRedisAnswerSecret } from './platform/signed-value';
 
@@ -325,12 +325,50 @@ function startRetentionPurge({ config, logger, database }: Platform): Stoppable 
   return { name: 'idempotency key purge', stop: async () => clearInterval(purge) };
 }
 
+/** The operators' API (`POST /admin/graphql`), only when ADMIN_TOKEN is set. */
+async function mountAdmin(
+  platform: Platform,
+  services: Services,
+  authenticator: MerchantAuthenticator,
+  merchantChanged: (merchantId: string) => Promise<void>,
+): Promise<Stoppable | undefined> {
+  const { config, logger, database, redis, ledgerQueue, deadLetterQueue, http } = platform;
+  if (config.adminToken === undefined) return undefined;
+  const admin = await createAdminRouter({
+    adminToken: config.adminToken,
+    authenticator,
+    failures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'admin', config.adminAuthFailuresPerMinute),
+    logger,
+    isProduction: config.isProduction,
+    requestBodyBytesMax: config.requestBodyBytesMax,
+    context: {
+      db: database.prisma,
+      deadLetters: services.deadLetters,
+      ledgerQueue,
+      deadLetterQueue,
+      retentionHours: config.idempotencyRetentionHours,
+      purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
+      tombstoneDays: config.idempotencyTombstoneDays,
+      transaction: {
+        maxWaitMs: config.databasePoolConnectTimeoutMs,
+        // A change is a few statements, each bounded by the statement timeout (and a lock wait).
+        timeoutMs: 3 * (config.databaseStatementTimeoutMs + config.databaseLockTimeoutMs),
+      },
+      logger,
+      merchantChanged,
+      reconciliationGraceMs: config.reconciliationGraceMs,
+    },
+  });
+  http.app.use(admin.router);
+  return { name: 'admin graphql', stop: admin.stop };
+}
+
 /**
  * The api role's routes: the admin API, the demo page, the public GraphQL API. The public Apollo
  * server drains the HTTP server when it stops, so it is the last thing added (the first stopped).
  */
 async function mountApi(platform: Platform, services: Services): Promise<Stoppable[]> {
-  const { config, logger, metrics, database, redis, ledgerQueue, deadLetterQueue, http } = platform;
+  const { config, logger, metrics, database, redis, http } = platform;
   const stoppables: Stoppable[] = [];
   const authenticator = new MerchantAuthenticator(database.prisma, {
     cacheTtlMs: config.merchantCacheTtlMs,
@@ -343,28 +381,8 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
     authenticator.forget(merchantId);
     await publishKeyRevocation(redis, config.redisKeyPrefix, merchantId, logger);
   };
-  if (config.adminToken !== undefined) {
-    const admin = await createAdminRouter({
-      adminToken: config.adminToken,
-      authenticator,
-      failures: new AuthFailureLimiter(redis, config.redisKeyPrefix, 'admin', config.adminAuthFailuresPerMinute),
-      logger,
-      isProduction: config.isProduction,
-      requestBodyBytesMax: config.requestBodyBytesMax,
-      context: {
-        db: database.prisma,
-        deadLetters: services.deadLetters,
-        ledgerQueue,
-        deadLetterQueue,
-        retentionHours: config.idempotencyRetentionHours,
-        purgeBatchSizeMax: config.idempotencyPurgeBatchSizeMax,
-        merchantChanged,
-        reconciliationGraceMs: config.reconciliationGraceMs,
-      },
-    });
-    http.app.use(admin.router);
-    stoppables.push({ name: 'admin graphql', stop: admin.stop });
-  }
+  const admin = await mountAdmin(platform, services, authenticator, merchantChanged);
+  if (admin !== undefined) stoppables.push(admin);
   if (!config.isProduction) {
     http.app.use(
       demoRouter({ apiKey: config.demoMerchantApiKey, dropResponseToggle: config.faults.has('drop_response') }),

@@ -1,7 +1,7 @@
 /**
  * The compiled gateway (dist/), built once for the tests and scripts that run what ships (the
  * simulator too): npm run build:server, unless dist/main.js is already newer than every source
- * file (npm run verify has just built it).
+ * file of the server and of the retry package it runs (npm run verify has just built it).
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
@@ -27,7 +27,12 @@ export function ensureBuilt(): void {
       return 0;
     }
   })();
-  if (builtMs > newestSourceMs(path.join(repoRoot, 'src'))) return;
+  // The server runs the retry package's compiled dist/ too (build:server builds it first).
+  const newestMs = Math.max(
+    newestSourceMs(path.join(repoRoot, 'src')),
+    newestSourceMs(path.join(repoRoot, 'packages', 'retry', 'src')),
+  );
+  if (builtMs > newestMs) return;
   const result = spawnSync('npm', ['run', '-s', 'build:server'], { cwd: repoRoot, encoding: 'utf8' });
   if (result.status !== 0) throw new Error(`npm run build failed:\n${result.stdout}${result.stderr}`);
 }

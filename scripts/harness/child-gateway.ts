@@ -3,6 +3,7 @@
  * (SIGTERM). Lives under scripts/ because scripts never import from test/.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from './redis';
@@ -67,7 +68,9 @@ export async function startChildGateway(
     }
     try {
       const response = await fetch(`${url}/healthz`);
-      if (response.ok) break;
+      // Another process may have taken the port between freePort() and our listen (machines run
+      // many suites at once): its /healthz is not ours, and our child is about to exit EADDRINUSE.
+      if (response.ok && listensOn(child.pid, port)) break;
     } catch {
       // Not listening yet.
     }
@@ -88,4 +91,42 @@ export async function startChildGateway(
       return exited;
     },
   };
+}
+
+/**
+ * Whether the process holds the listening socket on the port (Linux: its socket inodes in
+ * /proc/<pid>/fd against the LISTEN rows of /proc/net/tcp*). True where /proc cannot say.
+ */
+export function listensOn(pid: number | undefined, port: number): boolean {
+  if (pid === undefined) return false;
+  let inodes: Set<string>;
+  try {
+    inodes = new Set(
+      readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+        try {
+          const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+          return match === null ? [] : [match[1]!];
+        } catch {
+          return []; // Closed meanwhile.
+        }
+      }),
+    );
+  } catch {
+    return true; // No /proc (not Linux): the health check alone decides, as before.
+  }
+  const localPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const listenState = '0A';
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields[1]?.endsWith(localPort) && fields[3] === listenState && inodes.has(fields[9] ?? '')) return true;
+    }
+  }
+  return false;
 }

@@ -17,6 +17,8 @@ export interface LossyProxy {
   setDelayMs(ms: number): void;
   /** Drops each answered connection with this probability (0..1), for soak runs. */
   setDropProbability(probability: number): void;
+  /** Forwards new connections to these ports from now on (a restarted server on another port); none: refuses them. */
+  setTargets(ports: readonly number[]): void;
   readonly stats: { connections: number; droppedResponses: number; resets: number };
   close(): Promise<void>;
 }
@@ -26,7 +28,7 @@ export async function startLossyProxy(
   targetPorts: number | readonly number[],
   targetHost = '127.0.0.1',
 ): Promise<LossyProxy> {
-  const targets = typeof targetPorts === 'number' ? [targetPorts] : [...targetPorts];
+  let targets = typeof targetPorts === 'number' ? [targetPorts] : [...targetPorts];
   let next = 0;
   let dropsLeft = 0;
   let resetsLeft = 0;
@@ -42,6 +44,11 @@ export async function startLossyProxy(
     if (resetsLeft > 0) {
       resetsLeft -= 1;
       stats.resets += 1;
+      client.resetAndDestroy();
+      return;
+    }
+    if (targets.length === 0) {
+      // No server to forward to (it is down): refused, as a connection to a closed port would be.
       client.resetAndDestroy();
       return;
     }
@@ -83,6 +90,7 @@ export async function startLossyProxy(
     resetConnections: (count) => (resetsLeft += count),
     setDelayMs: (ms) => (delayMs = ms),
     setDropProbability: (probability) => (dropProbability = probability),
+    setTargets: (ports) => (targets = [...ports]),
     stats,
     async close() {
       for (const socket of sockets) socket.destroy();

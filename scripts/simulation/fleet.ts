@@ -1,13 +1,12 @@
 /**
- * The gateway processes of one schedule: two api (each behind a lossy proxy, on a fixed port so a
- * restarted api is found again), two relay and two worker, each a real child process started by
+ * The gateway processes of one schedule: two api (each behind a lossy proxy, which is pointed at
+ * a restarted api's new port), two relay and two worker, each a real child process started by
  * ROLE. A process the faults did not kill that exits anyway is a finding: it is written on the
  * timeline, counted, and started again.
  */
-import { GatewayClient } from '../../src/client/index';
+import { GatewayClient } from '@payments-gateway/client';
 import { startChildGateway, type ChildGateway } from '../harness/child-gateway';
 import { startLossyProxy, type LossyProxy } from '../harness/lossy-proxy';
-import { freePort } from '../harness/redis';
 import { processNames, type ProcessName } from './plan';
 import type { Timeline } from './timeline';
 
@@ -36,7 +35,6 @@ export class Fleet {
   ) {}
 
   async start(): Promise<void> {
-    for (const name of ['api-1', 'api-2'] as const) this.ports.set(name, await freePort());
     await Promise.all(processNames.map((name) => this.startProcess(name)));
     for (const name of ['api-1', 'api-2'] as const) this.proxies.push(await startLossyProxy(this.ports.get(name)!));
   }
@@ -97,10 +95,14 @@ export class Fleet {
     const deadline = Date.now() + deadlineMs;
     for (;;) {
       try {
+        // A fresh free port on every start, never the last one: while a killed api was down,
+        // another process on this shared machine may have taken its port.
         const child = await startChildGateway(
           { ...this.env, ROLE: roleOf(name) },
-          { port: this.ports.get(name), readyTimeoutMs: 300_000, built: true },
+          { readyTimeoutMs: 300_000, built: true },
         );
+        this.ports.set(name, child.port);
+        this.proxyOf(name)?.setTargets([child.port]);
         this.children.set(name, child);
         this.expectedExits.delete(name);
         void child.exited.then((exit) => this.onExit(name, child, exit));
@@ -118,6 +120,8 @@ export class Fleet {
     const child = this.children.get(name);
     if (child === undefined) return 'not running';
     this.expectedExits.add(name);
+    // Until it is back on a new port, its proxy refuses: its old port may be another process's soon.
+    this.proxyOf(name)?.setTargets([]);
     const exit = await child.kill(signal);
     this.children.delete(name);
     return exit.signal ?? `code ${exit.code}`;
@@ -159,9 +163,15 @@ export class Fleet {
     this.children.clear();
   }
 
+  /** An api's proxy (undefined for the other roles, and before the proxies exist). */
+  private proxyOf(name: ProcessName): LossyProxy | undefined {
+    return name === 'api-1' ? this.proxies[0] : name === 'api-2' ? this.proxies[1] : undefined;
+  }
+
   private onExit(name: ProcessName, child: ChildGateway, exit: { code: number | null; signal: NodeJS.Signals | null }) {
     if (this.stopping || this.expectedExits.has(name) || this.children.get(name) !== child) return;
     this.children.delete(name);
+    this.proxyOf(name)?.setTargets([]);
     const record = {
       name,
       atMs: this.timeline.now(),

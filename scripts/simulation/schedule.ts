@@ -31,9 +31,13 @@ export interface ScheduleResult {
   readonly faultsInjected: ReadonlyMap<FaultKind, number>;
   readonly answers: Readonly<Record<string, number>>;
   readonly violations: readonly Violation[];
+  /** Every operation's transcript, for a report or a closer look (`--transcripts`). */
+  readonly records: readonly OperationRecord[];
   /** Empty when no invariant was violated. */
   readonly report: string;
   readonly durationMs: number;
+  /** Where the time went, in ms: start-up, faults, clients, settling, checks (a budget's breakdown). */
+  readonly phasesMs: Readonly<Record<string, number>>;
 }
 
 /** The gateway's lock timeout in the simulation: short, so a held lock is felt quickly. */
@@ -142,6 +146,12 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
   try {
     await fleet.start();
     await fleet.warmUp(apiKey);
+    const phasesMs: Record<string, number> = { 'start-up': Date.now() - startedAt };
+    let phaseStartedAt = Date.now();
+    const endPhase = (phase: string) => {
+      phasesMs[phase] = Date.now() - phaseStartedAt;
+      phaseStartedAt = Date.now();
+    };
     timeline.startClock(); // The plan's times count from here.
     const workload = new Workload({ apiKey, apiUrls: [fleet.apiUrl(0), fleet.apiUrl(1)], timeline });
     const injector = new FaultInjector({ postgres, databaseUrl, databaseName, redis, fleet, timeline });
@@ -153,11 +163,14 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
     timeline.add('faults stop; bringing everything up');
     if (!postgres.running()) await postgres.start();
     await fleet.ensureAllUp();
+    endPhase('faults');
     await operations;
     timeline.add('every operation settled; clients without a final answer come back');
     await workload.comeBack();
+    endPhase('clients');
     timeline.add('waiting for the outbox, the completer and the sweeper');
     const state = await waitToSettle(database, options.quietMs);
+    endPhase('settling');
     timeline.add(`settled: ${JSON.stringify(state)}`);
     const violations = [
       ...checkTranscripts(workload.records, { leaseSeconds: Math.ceil(leaseMs / 1_000) }),
@@ -171,6 +184,7 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
         rows: [exit.outputTail],
       })),
     ];
+    endPhase('checks');
     const report =
       violations.length === 0
         ? ''
@@ -181,8 +195,10 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
       faultsInjected: injector.injected,
       answers: countAnswers(workload.records),
       violations,
+      records: workload.records,
       report,
       durationMs: Date.now() - startedAt,
+      phasesMs,
     };
   } finally {
     await fleet.stopAll();

@@ -1,18 +1,23 @@
 /**
  * The operators' schema (POST /admin/graphql): outbox and queue state, dead letters with replay,
  * idempotency-key lookup, merchants and their keys, retention, and the reconciliation report.
- * Every mutation appends an admin_audit row (who, what, when) in the same call.
+ * Every mutation and its admin_audit row (who, what, when, the answer) commit in one transaction:
+ * a change whose audit row cannot be written is rolled back, so there is no unaudited change.
+ * What must follow a change over the network (cache eviction, enqueueing a replay) runs only
+ * after the commit; a refused or failed attempt changed nothing and gets an audit row of its own.
  */
 import 'reflect-metadata';
 import type { Queue } from 'bullmq';
 import { printSchema, type GraphQLSchema } from 'graphql';
 import { Arg, Ctx, Field, ID, Int, Mutation, ObjectType, Query, Resolver, buildSchema } from 'type-graphql';
 import { GatewayError } from '../errors';
-import type { DeadLetters } from '../ledger/dead-letters';
+import { toGatewayError } from '../graphql/errors';
+import type { DeadLetterReplay, DeadLetters } from '../ledger/dead-letters';
 import { createMerchant, hashApiKey, newApiKey } from '../merchants/merchants';
 import type { LedgerJobData } from '../outbox/queue';
-import type { Database } from '../platform/database';
-import { purgeExpiredIdempotencyKeys } from '../idempotency/retention';
+import type { Database, Queryable, Transaction } from '../platform/database';
+import type { Logger } from '../platform/logger';
+import { purgeExpiredIdempotencyKeys } from '../idempotency/key-row';
 import { DateTimeScalar } from '../graphql/scalars';
 import { reconcileFully } from './reconciliation';
 
@@ -25,6 +30,11 @@ export interface AdminContext {
   readonly deadLetterQueue: Queue;
   readonly retentionHours: number;
   readonly purgeBatchSizeMax: number;
+  /** IDEMPOTENCY_TOMBSTONE_DAYS: how long a purged key's tombstone is kept. */
+  readonly tombstoneDays: number;
+  /** Bounds of a change's transaction (below). */
+  readonly transaction: AdminTransactionOptions;
+  readonly logger: Logger;
   /** Tells every api process to drop the merchant's cached key (revocation, rotation, new limit). */
   readonly merchantChanged: (merchantId: string) => Promise<void>;
   /** Reconciliation facts count only rows older than this (RECONCILIATION_GRACE_MS). */
@@ -48,19 +58,83 @@ function cursorId(after: string | null | undefined): bigint | null {
   return BigInt(after);
 }
 
-async function audited<T>(context: AdminContext, action: string, args: unknown, run: () => Promise<T>): Promise<T> {
-  const record = (result: string) =>
-    context.db.adminAudit.create({ data: { actor: context.actor, action, arguments: JSON.stringify(args), result } });
+export interface AdminTransactionOptions {
+  /** How long to wait for a pool connection: DATABASE_POOL_CONNECT_TIMEOUT_MS. */
+  readonly maxWaitMs: number;
+  /** How long the whole transaction may stay open before Prisma rolls it back. */
+  readonly timeoutMs: number;
+}
+
+type AuditArguments = Record<string, unknown>;
+
+function auditText(value: unknown): string {
+  // An API key is shown once, to the operator; the trail records that it was shown, never the key.
+  return JSON.stringify(value, (key, inner: unknown) => (key === 'apiKey' ? '[shown once]' : inner)) ?? 'null';
+}
+
+function appendAudit(db: Queryable, context: AdminContext, action: string, args: AuditArguments, result: string) {
+  return db.adminAudit.create({
+    data: { actor: context.actor, action, arguments: JSON.stringify(args), result },
+    select: { id: true },
+  });
+}
+
+/**
+ * Runs `change` and appends its audit row in one transaction. `afterCommit` runs once both have
+ * committed, never inside the transaction (it makes network calls); when it fails, the change
+ * stands, and the failure is audited next to it and answered to the operator.
+ */
+async function audited<T>(
+  context: AdminContext,
+  action: string,
+  args: AuditArguments,
+  change: (tx: Transaction) => Promise<T>,
+  afterCommit?: (result: T) => Promise<void>,
+): Promise<T> {
   let result: T;
   try {
-    result = await run();
+    result = await context.db.$transaction(
+      async (tx) => {
+        const changed = await change(tx);
+        await appendAudit(tx, context, action, args, auditText(changed));
+        return changed;
+      },
+      // Passed explicitly: Prisma's defaults (2 s wait, 5 s open) are not the pool's settings.
+      { maxWait: context.transaction.maxWaitMs, timeout: context.transaction.timeoutMs },
+    );
   } catch (error) {
-    // Refused or failed attempts are recorded too: the trail shows what was tried.
-    await record(JSON.stringify({ error: error instanceof GatewayError ? error.code : 'INTERNAL' }));
+    // Rolled back, or refused before any change: nothing changed, and the trail shows the attempt.
+    await auditFailure(context, action, args, error, { committed: false });
     throw error;
   }
-  await record(JSON.stringify(result, (key, value: unknown) => (key === 'apiKey' ? '[shown once]' : value)));
+  if (afterCommit !== undefined) {
+    try {
+      await afterCommit(result);
+    } catch (error) {
+      await auditFailure(context, action, args, error, { committed: true });
+      throw error;
+    }
+  }
   return result;
+}
+
+/** The audit row of an attempt that failed; if even that cannot be written, the log keeps it. */
+async function auditFailure(
+  context: AdminContext,
+  action: string,
+  args: AuditArguments,
+  error: unknown,
+  facts: Record<string, unknown>,
+): Promise<void> {
+  const code = toGatewayError(error)?.code ?? 'INTERNAL';
+  try {
+    await appendAudit(context.db, context, action, args, JSON.stringify({ error: code, ...facts }));
+  } catch (auditError) {
+    context.logger.error(
+      { err: auditError, actor: context.actor, action, arguments: args, error: code, ...facts },
+      'admin audit row could not be written for a failed attempt',
+    );
+  }
 }
 
 @ObjectType()
@@ -140,7 +214,11 @@ class DeadLetterConnection {
 class IdempotencyAttempt {
   @Field(() => String) outcome!: string;
   @Field(() => String) fingerprint!: string;
-  @Field(() => String) requestPayload!: string;
+  @Field(() => String, {
+    nullable: true,
+    description: 'Null when this attempt carried the same request as the key’s first (its row has the payload).',
+  })
+  requestPayload!: string | null;
   @Field(() => String) answeredFrom!: string;
   @Field(() => DateTimeScalar) createdAt!: Date;
 }
@@ -210,7 +288,7 @@ function toAdminMerchant(row: {
   };
 }
 
-async function findMerchant(db: Database, merchantId: string) {
+async function findMerchant(db: Queryable, merchantId: string) {
   const merchant = await db.merchant.findUnique({ where: { id: merchantId }, select: merchantColumns });
   if (merchant === null) throw new GatewayError('NOT_FOUND', `No merchant ${merchantId}.`, { field: 'merchantId' });
   return merchant;
@@ -330,12 +408,12 @@ class AdminResolver {
 
   @Mutation(() => CreatedMerchant, { description: 'Creates a merchant; its API key is shown once.' })
   createMerchant(@Arg('name', () => String) name: string, @Ctx() context: AdminContext): Promise<CreatedMerchant> {
-    return audited(context, 'createMerchant', { name }, async () => {
+    return audited(context, 'createMerchant', { name }, async (tx) => {
       if (name.trim().length === 0 || name.length > 200) {
         throw new GatewayError('BAD_USER_INPUT', 'name: must be 1 to 200 characters', { field: 'name' });
       }
-      const created = await createMerchant(context.db, name);
-      return { merchant: toAdminMerchant(await findMerchant(context.db, created.merchant.id)), apiKey: created.apiKey };
+      const created = await createMerchant(tx, name);
+      return { merchant: toAdminMerchant(await findMerchant(tx, created.merchant.id)), apiKey: created.apiKey };
     });
   }
 
@@ -346,29 +424,39 @@ class AdminResolver {
     @Arg('merchantId', () => ID) merchantId: string,
     @Ctx() context: AdminContext,
   ): Promise<CreatedMerchant> {
-    return audited(context, 'rotateApiKey', { merchantId }, async () => {
-      await findMerchant(context.db, merchantId);
-      const apiKey = newApiKey();
-      const merchant = await context.db.merchant.update({
-        where: { id: merchantId },
-        data: { apiKeyHash: hashApiKey(apiKey) },
-        select: merchantColumns,
-      });
-      await context.merchantChanged(merchantId);
-      return { merchant: toAdminMerchant(merchant), apiKey };
-    });
+    return audited(
+      context,
+      'rotateApiKey',
+      { merchantId },
+      async (tx) => {
+        await findMerchant(tx, merchantId);
+        const apiKey = newApiKey();
+        const merchant = await tx.merchant.update({
+          where: { id: merchantId },
+          data: { apiKeyHash: hashApiKey(apiKey) },
+          select: merchantColumns,
+        });
+        return { merchant: toAdminMerchant(merchant), apiKey };
+      },
+      () => context.merchantChanged(merchantId),
+    );
   }
 
   @Mutation(() => Boolean, {
     description: 'Removes the merchant’s API key; its requests answer 401 until a new one is issued.',
   })
   revokeApiKey(@Arg('merchantId', () => ID) merchantId: string, @Ctx() context: AdminContext): Promise<boolean> {
-    return audited(context, 'revokeApiKey', { merchantId }, async () => {
-      await findMerchant(context.db, merchantId);
-      await context.db.merchant.update({ where: { id: merchantId }, data: { apiKeyHash: null } });
-      await context.merchantChanged(merchantId);
-      return true;
-    });
+    return audited(
+      context,
+      'revokeApiKey',
+      { merchantId },
+      async (tx) => {
+        await findMerchant(tx, merchantId);
+        await tx.merchant.update({ where: { id: merchantId }, data: { apiKeyHash: null } });
+        return true;
+      },
+      () => context.merchantChanged(merchantId),
+    );
   }
 
   @Mutation(() => AdminMerchant, { description: 'Sets the merchant’s own request rate (null: the default).' })
@@ -377,41 +465,78 @@ class AdminResolver {
     @Arg('perSecond', () => Int, { nullable: true }) perSecond: number | null,
     @Ctx() context: AdminContext,
   ): Promise<AdminMerchant> {
-    return audited(context, 'setMerchantRateLimit', { merchantId, perSecond }, async () => {
-      if (perSecond !== null && (perSecond < 1 || perSecond > 1_000_000)) {
-        throw new GatewayError('BAD_USER_INPUT', 'perSecond: must be from 1 to 1,000,000, or null', {
-          field: 'perSecond',
+    return audited(
+      context,
+      'setMerchantRateLimit',
+      { merchantId, perSecond },
+      async (tx) => {
+        if (perSecond !== null && (perSecond < 1 || perSecond > 1_000_000)) {
+          throw new GatewayError('BAD_USER_INPUT', 'perSecond: must be from 1 to 1,000,000, or null', {
+            field: 'perSecond',
+          });
+        }
+        await findMerchant(tx, merchantId);
+        const merchant = await tx.merchant.update({
+          where: { id: merchantId },
+          data: { rateLimitPerSecond: perSecond },
+          select: merchantColumns,
         });
-      }
-      await findMerchant(context.db, merchantId);
-      const merchant = await context.db.merchant.update({
-        where: { id: merchantId },
-        data: { rateLimitPerSecond: perSecond },
-        select: merchantColumns,
-      });
-      await context.merchantChanged(merchantId);
-      return toAdminMerchant(merchant);
-    });
+        return toAdminMerchant(merchant);
+      },
+      () => context.merchantChanged(merchantId),
+    );
   }
 
-  @Mutation(() => DeadLetter, { description: 'Replays a dead letter under a new job id (evt_<id>-r<n>).' })
-  replayDeadLetter(@Arg('id', () => ID) id: string, @Ctx() context: AdminContext): Promise<DeadLetter> {
-    return audited(context, 'replayDeadLetter', { id }, async () => {
-      if (!/^\d{1,18}$/.test(id)) throw new GatewayError('NOT_FOUND', `No dead letter ${id}.`, { field: 'id' });
-      const replayed = await context.deadLetters.replay(id);
-      if (replayed === undefined) throw new GatewayError('NOT_FOUND', `No dead letter ${id}.`, { field: 'id' });
-      return toDeadLetter(await context.db.deadLetter.findUniqueOrThrow({ where: { id: BigInt(id) } }));
-    });
+  @Mutation(() => DeadLetter, {
+    description:
+      'Replays a dead letter under a new job id (evt_<uid>-r<id>). The replay and its audit row commit first, ' +
+      'then the job is queued; if queueing fails the answer is 503, and calling again queues the same job id.',
+  })
+  async replayDeadLetter(@Arg('id', () => ID) id: string, @Ctx() context: AdminContext): Promise<DeadLetter> {
+    let replay: DeadLetterReplay | undefined;
+    return audited(
+      context,
+      'replayDeadLetter',
+      { id },
+      async (tx) => {
+        if (!/^\d{1,18}$/.test(id)) throw new GatewayError('NOT_FOUND', `No dead letter ${id}.`, { field: 'id' });
+        replay = await context.deadLetters.markReplayed(tx, id);
+        if (replay === undefined) throw new GatewayError('NOT_FOUND', `No dead letter ${id}.`, { field: 'id' });
+        return toDeadLetter(await tx.deadLetter.findUniqueOrThrow({ where: { id: BigInt(id) } }));
+      },
+      async () => {
+        if (replay === undefined) return;
+        await context.deadLetters.enqueueReplay(replay).catch((error: unknown) => {
+          throw new GatewayError(
+            'TRANSIENT_FAILURE',
+            `The replay of dead letter ${id} is recorded, but its job could not be queued; call replayDeadLetter ` +
+              'again (it queues the same job id). Until then the sweeper publishes the event again.',
+            { retryAfterSeconds: 1, cause: error },
+          );
+        });
+      },
+    );
   }
 
   @Mutation(() => Int, { description: 'Purges COMPLETED and ABANDONED idempotency keys past retention, now.' })
-  purgeExpiredIdempotencyKeys(@Ctx() context: AdminContext): Promise<number> {
-    return audited(context, 'purgeExpiredIdempotencyKeys', {}, () =>
-      purgeExpiredIdempotencyKeys(context.db, {
+  async purgeExpiredIdempotencyKeys(@Ctx() context: AdminContext): Promise<number> {
+    const action = 'purgeExpiredIdempotencyKeys';
+    try {
+      // Each batch is its own statement, and each writes its own admin_audit row in that statement:
+      // a long purge holds no long transaction, and no purged batch is unaudited.
+      const purged = await purgeExpiredIdempotencyKeys(context.db, {
         retentionHours: context.retentionHours,
         batchSizeMax: context.purgeBatchSizeMax,
-      }),
-    );
+        tombstoneDays: context.tombstoneDays,
+        audit: { actor: context.actor, action },
+      });
+      // A purge that found nothing changed nothing; the attempt is still on the trail.
+      if (purged === 0) await appendAudit(context.db, context, action, {}, auditText(0));
+      return purged;
+    } catch (error) {
+      await auditFailure(context, action, {}, error, { committed: 'each purged batch, with its own audit row' });
+      throw error;
+    }
   }
 }
 

@@ -40,7 +40,11 @@ const statusPlugin: ApolloServerPlugin<AdminContext> = {
     return {
       async willSendResponse({ response, errors }) {
         const answer = httpAnswerFor(errors ?? []);
-        if (answer !== undefined) response.http.status = answer.status;
+        if (answer === undefined) return;
+        response.http.status = answer.status;
+        if (answer.retryAfterSeconds !== undefined) {
+          response.http.headers.set('retry-after', String(answer.retryAfterSeconds));
+        }
       },
     };
   },

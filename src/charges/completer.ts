@@ -9,6 +9,7 @@
  * Refunds: at AUTHORIZED it records the refund; at RESERVED it asks the acquirer and records the
  * refund if it was authorized, else releases the reservation and the key (back to STARTED) in one
  * statement, so no reservation is held forever; the client's retry reserves again.
+ * Rows: none of its own; every key write is a statement of src/idempotency/key-row.ts.
  * Takeover uses the same lock-token fencing as requests, so a completer racing a late client
  * retry records one charge at most. Rows are claimed FOR UPDATE SKIP LOCKED: several completers
  * may run at once.
@@ -16,8 +17,8 @@
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
-import { toHeldKey, type KeyRow } from '../idempotency/postgres-store';
-import type { HeldKey, KeyedOperation, KeyedRequest } from '../idempotency/types';
+import { releaseOrAbandon, takeOverStaleKeys, type StaleKey } from '../idempotency/key-row';
+import type { HeldKey, KeyedOperation } from '../idempotency/types';
 import type { ChargeService } from './create-charge';
 import type { RefundService } from './refund-charge';
 
@@ -27,13 +28,6 @@ export interface CompleterOptions {
   readonly leaseMs: number;
   readonly batchSizeMax: number;
   readonly abandonAfterHours: number;
-}
-
-interface ClaimedRow extends KeyRow {
-  merchant_id: string;
-  key: string;
-  operation: KeyedOperation;
-  fingerprint: string;
 }
 
 export type CompleterAction = 'finished' | 'released' | 'abandoned' | 'failed';
@@ -67,60 +61,34 @@ export class Completer {
 
   /** One pass over at most `batchSizeMax` keys. Returns what was done to each. */
   async runOnce(): Promise<CompleterAction[]> {
-    const rows = await this.db.$queryRaw<ClaimedRow[]>`
-      WITH candidates AS (
-        SELECT id FROM idempotency_keys
-         WHERE state = 'IN_PROGRESS'
-           -- A refund at STARTED has reserved and authorized nothing: its client's retry decides.
-           AND (operation = 'createCharge' OR recovery_point <> 'STARTED')
-           AND coalesce(locked_until, updated_at) < now() - ${this.options.graceMs} * interval '1 millisecond'
-         ORDER BY id
-         LIMIT ${this.options.batchSizeMax}
-         FOR UPDATE SKIP LOCKED
-      )
-      UPDATE idempotency_keys k
-         SET lock_token = k.lock_token + 1,
-             locked_until = now() + ${this.options.leaseMs} * interval '1 millisecond',
-             updated_at = now()
-        FROM candidates
-       WHERE k.id = candidates.id
-      RETURNING k.id::text, k.lock_token::text, k.recovery_point, k.acquirer_result, k.request_payload,
-                k.merchant_id, k.key, k.operation, k.fingerprint, iso8601(k.created_at) AS first_request_at`;
+    const staleKeys = await takeOverStaleKeys(this.db, this.options);
     const actions: CompleterAction[] = [];
-    for (const row of rows) {
-      const action = await this.finish(row);
+    for (const stale of staleKeys) {
+      const action = await this.finish(stale);
       this.onAction(action);
       actions.push(action);
     }
     return actions;
   }
 
-  private async finish(row: ClaimedRow): Promise<CompleterAction> {
-    const held = toHeldKey(row);
+  private async finish({ request, held }: StaleKey): Promise<CompleterAction> {
     try {
-      const service = row.operation === 'createCharge' ? this.services.charges : this.services.refunds;
-      const response = await service.finishAbandoned(row.merchant_id, held);
-      if (response === undefined) {
-        if (row.operation === 'refundCharge' && held.recoveryPoint === 'RESERVED') {
+      const service = request.operation === 'createCharge' ? this.services.charges : this.services.refunds;
+      const outcome = await service.finishAbandoned(request.merchantId, held);
+      if ('wait' in outcome) {
+        if (request.operation === 'refundCharge' && held.recoveryPoint === 'RESERVED') {
           // The acquirer refunded nothing under this key: give the reservation back with the key.
           await this.services.refunds.releaseReservation(held);
           return 'released';
         }
-        return await this.releaseOrAbandon(held, row.operation);
+        return await this.releaseOrAbandon(held, request.operation);
       }
-      const request: KeyedRequest = {
-        merchantId: row.merchant_id,
-        key: row.key,
-        operation: row.operation,
-        fingerprint: row.fingerprint,
-        requestPayload: row.request_payload,
-      };
-      await this.idempotency.complete(request, response);
-      this.logger.info({ keyId: row.id }, 'completer recorded a charge whose client never came back');
+      await this.idempotency.complete(request, outcome.respond);
+      this.logger.info({ keyId: held.id }, 'completer recorded a charge whose client never came back');
       return 'finished';
     } catch (error) {
       // The lease runs out and a later pass, or the client's retry, tries again.
-      this.logger.warn({ err: error, keyId: row.id }, 'completer could not finish a key');
+      this.logger.warn({ err: error, keyId: held.id }, 'completer could not finish a key');
       return 'failed';
     }
   }
@@ -129,13 +97,7 @@ export class Completer {
   private async releaseOrAbandon(held: HeldKey, operation: KeyedOperation): Promise<CompleterAction> {
     // Refund keys are never abandoned: a retry can still run them (nothing is reserved at STARTED).
     const abandonable = operation === 'createCharge';
-    const rows = await this.db.$queryRaw<{ state: string }[]>`
-      UPDATE idempotency_keys
-         SET locked_until = NULL, updated_at = now(),
-             state = CASE WHEN ${abandonable} AND created_at < now() - ${this.options.abandonAfterHours} * interval '1 hour'
-                          THEN 'ABANDONED' ELSE 'IN_PROGRESS' END
-       WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint AND state = 'IN_PROGRESS'
-      RETURNING state`;
-    return rows[0]?.state === 'ABANDONED' ? 'abandoned' : 'released';
+    const state = await releaseOrAbandon(this.db, held, abandonable, this.options.abandonAfterHours);
+    return state === 'ABANDONED' ? 'abandoned' : 'released';
   }
 }

@@ -1,21 +1,28 @@
 /**
- * createCharge: the use case, written as recovery points driven by one loop (rocket-rides-atomic).
+ * createCharge: the use case, declared as a phase table (recovery point → phase) and run by the
+ * one loop, `runPhases` (rocket-rides-atomic).
  *
- * Takes: a merchant, the client's key and validated input.
- * Resolves the key (IdempotencyStore), then, while this request holds the lease, runs phases:
- *   STARTED     call the acquirer with `idem_<row id>` (no transaction open), then save its answer
- *               on the key row → AUTHORIZED
- *   AUTHORIZED  one statement: charge row + outbox event + key COMPLETED with the stored response
- * Each phase is one atomic write and says what happens next: continue at a later point, or respond.
+ * Takes: a merchant, the client's key and validated input (the resolver refused anything else
+ * with 400 before the key is taken).
+ * Resolves the key (IdempotencyStore: Redis, then the key's row), then, while this request holds
+ * the lease, runs:
+ *   STARTED     call the acquirer with `idem_<row id>` (no transaction open), then
+ *               `saveRecoveryPoint` → AUTHORIZED (the answer saved on the key row)
+ *   AUTHORIZED  `recordCharge`: one statement, key COMPLETED with the stored response + charge row
+ *               + outbox event
+ * Rows written: idempotency_keys (through src/idempotency/key-row.ts only), charges, outbox_events;
+ * the acquirer writes its own.
  * Outcomes: a stored response (created, resumed or replayed), or a GatewayError:
  *   TRANSIENT_FAILURE (503, key released), IDEMPOTENCY_KEY_IN_USE (409, lease lost to another
- *   request), IDEMPOTENCY_KEY_REUSED (422).
- * The completer runs the same phases for a key whose client never came back.
+ *   request, or a twin still in flight after the wait), IDEMPOTENCY_KEY_REUSED /
+ *   IDEMPOTENCY_KEY_EXPIRED (422).
+ * The completer runs the same table for a key whose client never came back, looking the
+ * authorization up instead of asking for one; at STARTED with nothing authorized it waits.
  */
 import type { Fault } from '../config';
 import type { Acquirer, Authorization } from '../acquirer/acquirer';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
-import { saveAuthorized } from '../idempotency/postgres-store';
+import { saveRecoveryPoint } from '../idempotency/key-row';
 import {
   acquirerKeyFor,
   keyedRequest,
@@ -29,11 +36,12 @@ import { newChargeId, type ChargeSnapshot } from './charge';
 import {
   InjectedFault,
   LostLeaseError,
-  WaitForClient,
   executeKeyed,
   runPhases,
   type KeyedResult,
   type PhaseResult,
+  type PhaseTable,
+  type PhasesOutcome,
 } from './keyed-operation';
 import { recordCharge } from './record-charge';
 import { createChargeInputSchema, type CreateChargeInput } from './validation';
@@ -63,35 +71,25 @@ export class ChargeService {
 
   /** `waitMs`: how long to wait for an in-flight twin with the same key (docs/contract.md §2). */
   createCharge(request: KeyedRequest, input: CreateChargeInput, waitMs: number): Promise<KeyedResult> {
-    return executeKeyed(this.deps, request, waitMs, (held) =>
-      runPhases(held, (current) => this.phaseFor(request.merchantId, current, input, this.authorizeWithAcquirer)),
-    );
+    return executeKeyed(this.deps, request, waitMs, this.phases(request.merchantId, input, this.authorizeWithAcquirer));
   }
 
   /**
    * Finishes a key whose holder died, from what the row holds. At STARTED it only asks the
    * acquirer what it recorded (it never authorizes anew): money already authorized becomes a
-   * charge, and a key with no authorization is left for the client's retry.
+   * charge, and a key with no authorization waits for the client's retry.
    */
-  async finishAbandoned(merchantId: string, held: HeldKey): Promise<StoredResponse | undefined> {
+  finishAbandoned(merchantId: string, held: HeldKey): Promise<PhasesOutcome> {
     const input = parseStoredJson(createChargeInputSchema, held.requestPayload, 'charge request');
-    try {
-      return await runPhases(held, (current) => this.phaseFor(merchantId, current, input, this.lookUpAuthorization));
-    } catch (error) {
-      if (error instanceof WaitForClient) return undefined;
-      throw error;
-    }
+    return runPhases(held, this.phases(merchantId, input, this.lookUpAuthorization));
   }
 
-  private phaseFor(
-    merchantId: string,
-    held: HeldKey,
-    input: CreateChargeInput,
-    authorizationSource: AuthorizationSource,
-  ): (held: HeldKey) => Promise<PhaseResult> {
-    return held.recoveryPoint === 'STARTED'
-      ? (current) => this.authorizePhase(current, input, authorizationSource)
-      : (current) => this.recordPhase(merchantId, current, input);
+  /** The charge's recovery points and what runs at each. */
+  private phases(merchantId: string, input: CreateChargeInput, authorizationSource: AuthorizationSource): PhaseTable {
+    return {
+      STARTED: (held) => this.authorizePhase(held, input, authorizationSource),
+      AUTHORIZED: (held) => this.recordPhase(merchantId, held, input),
+    };
   }
 
   /** STARTED → AUTHORIZED. The acquirer call happens here, with no transaction open. */
@@ -103,10 +101,10 @@ export class ChargeService {
     const authorization = await authorizationSource(held, input);
     if (authorization === null) return { wait: true };
     this.crashIf('crash_after_acquirer');
-    const acquirerResult = JSON.stringify(authorization);
-    if (!(await saveAuthorized(this.deps.db, held, acquirerResult))) throw new LostLeaseError();
+    const next = await saveRecoveryPoint(this.deps.db, held, 'AUTHORIZED', JSON.stringify(authorization));
+    if (next === undefined) throw new LostLeaseError();
     this.crashIf('crash_after_authorized');
-    return { next: { ...held, recoveryPoint: 'AUTHORIZED', acquirerResult } };
+    return { next };
   }
 
   /** AUTHORIZED → COMPLETED: charge, outbox event and key completion in one statement. */

@@ -1,15 +1,21 @@
 /**
- * What every money-moving use case shares: resolve the key, run the recovery-point phases while
+ * What every money-moving use case shares: resolve the key, run the use case's phase table while
  * holding the lease, write the stored response through, and turn a failure into the client's
  * answer (releasing the key when the failure is transient).
  *
+ * Takes: a keyed request and a phase table (recovery point → phase). Writes no row itself: each
+ * phase writes through src/idempotency/key-row.ts, the one owner of the key's row.
+ * Outcomes: created, resumed or replayed with the stored response; or a GatewayError
+ * (TRANSIENT_FAILURE 503 with the key released, IDEMPOTENCY_KEY_IN_USE / REUSED / EXPIRED); an
+ * unexpected error is rethrown (500) and the key is left for its lease to run out.
+ *
  * A phase is one atomic write that says what happens next: continue from a later recovery point,
- * respond with a stored response, or (for the completer only) wait.
+ * respond with a stored response, or (for the completer only) wait for the client.
  */
 import { GatewayError } from '../errors';
 import { AcquirerUnavailableError } from '../acquirer/acquirer';
 import type { IdempotencyStore, KeyResolution } from '../idempotency/idempotency-store';
-import type { HeldKey, KeyedRequest, StoredResponse } from '../idempotency/types';
+import type { HeldKey, KeyedRequest, RecoveryPoint, StoredResponse } from '../idempotency/types';
 import { isTransientDatabaseError } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import type { Fault } from '../config';
@@ -19,13 +25,18 @@ export interface KeyedResult {
   readonly response: StoredResponse;
 }
 
-export type PhaseResult =
-  | { readonly next: HeldKey }
+/** How the phases ended: with the response to store and answer, or (the completer only) waiting. */
+export type PhasesOutcome =
   | { readonly respond: StoredResponse }
   /** Only for the completer: nothing can be done now (the acquirer recorded nothing); leave the key. */
   | { readonly wait: true };
 
+export type PhaseResult = { readonly next: HeldKey } | PhasesOutcome;
+
 export type Phase = (held: HeldKey) => Promise<PhaseResult>;
+
+/** A use case declared as data: the phase that runs at each recovery point it can be at. */
+export type PhaseTable = Readonly<Partial<Record<RecoveryPoint, Phase>>>;
 
 export class LostLeaseError extends GatewayError {
   constructor() {
@@ -43,19 +54,17 @@ export class InjectedFault extends Error {
   }
 }
 
-/** Thrown by runPhases when a phase says wait. */
-export class WaitForClient extends Error {}
-
+// A few recovery points, so a few phases; the bound guards against a bug looping forever.
 const phasesMax = 8;
 
-/** Drives phases from the held key's recovery point until one responds. */
-export async function runPhases(start: HeldKey, phaseFor: (held: HeldKey) => Phase): Promise<StoredResponse> {
+/** The one loop: runs the phase of the held key's recovery point until a phase responds or waits. */
+export async function runPhases(start: HeldKey, phases: PhaseTable): Promise<PhasesOutcome> {
   let held = start;
-  // A few recovery points, so a few phases; the bound guards against a bug looping forever.
-  for (let phase = 0; phase < phasesMax; phase += 1) {
-    const result = await phaseFor(held)(held);
-    if ('respond' in result) return result.respond;
-    if ('wait' in result) throw new WaitForClient();
+  for (let step = 0; step < phasesMax; step += 1) {
+    const phase = phases[held.recoveryPoint];
+    if (phase === undefined) throw new Error(`invariant violated: no phase at ${held.recoveryPoint}`);
+    const result = await phase(held);
+    if (!('next' in result)) return result;
     held = result.next;
   }
   throw new Error('invariant violated: phases did not converge');
@@ -68,7 +77,7 @@ export interface KeyedExecutorDependencies {
 }
 
 /**
- * Resolves the key (waiting up to `waitMs` for an in-flight twin), runs the phases under the
+ * Resolves the key (waiting up to `waitMs` for an in-flight twin), runs the phase table under the
  * lease, and writes the stored response through. An infrastructure failure while the key is
  * resolved is 503: nothing was claimed (the store removed its Redis marker), so the retry runs at once.
  */
@@ -76,7 +85,7 @@ export async function executeKeyed(
   deps: KeyedExecutorDependencies,
   request: KeyedRequest,
   waitMs: number,
-  run: (held: HeldKey) => Promise<StoredResponse>,
+  phases: PhaseTable,
 ): Promise<KeyedResult> {
   let resolution: KeyResolution;
   try {
@@ -93,9 +102,11 @@ export async function executeKeyed(
   if (resolution.outcome === 'replayed') return resolution;
   const { held, redisOwner } = resolution;
   try {
-    const response = await run(held);
-    await deps.idempotency.complete(request, response);
-    return { outcome: resolution.outcome, response };
+    const outcome = await runPhases(held, phases);
+    // A request's phases call the acquirer itself, so they always have an answer to act on.
+    if ('wait' in outcome) throw new Error('invariant violated: a request waited for its own client');
+    await deps.idempotency.complete(request, outcome.respond);
+    return { outcome: resolution.outcome, response: outcome.respond };
   } catch (error) {
     throw await answerFailure(deps, error, request, held, redisOwner);
   }

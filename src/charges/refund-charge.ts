@@ -1,24 +1,33 @@
 /**
- * refundCharge: the same idempotency semantics as createCharge, with one more recovery point.
+ * refundCharge: the same idempotency semantics as createCharge, declared as a phase table with one
+ * more recovery point, run by the same loop (`runPhases`).
  *
  * Takes: a merchant, the client's key and validated input (the charge exists and is the merchant's:
  * the transport answered 404 otherwise, storing nothing).
  * Phases while this request holds the lease:
  *   STARTED     one transaction: lock the charge row (FOR UPDATE), decide, and either
- *               - store a final refusal (CHARGE_NOT_REFUNDABLE, REFUND_EXCEEDS_CHARGE): key COMPLETED
- *                 with the refusal, replayed like any outcome; or
- *               - reserve the amount on the charge and move the key to RESERVED.
- *               Concurrent refunds serialise on the row lock, so together they never exceed it.
- *   RESERVED    call the acquirer with `idem_<row id>` (no transaction open), save its answer
+ *               - `completeKey` with a final refusal (CHARGE_NOT_REFUNDABLE, REFUND_EXCEEDS_CHARGE),
+ *                 replayed like any outcome; or
+ *               - `saveRecoveryPoint` → RESERVED, reserving the amount on the charge in the same
+ *                 statement. Concurrent refunds serialise on the row lock, so together they never
+ *                 exceed it.
+ *   RESERVED    call the acquirer with `idem_<row id>` (no transaction open), `saveRecoveryPoint`
  *               → AUTHORIZED. A transient failure releases the key; the reservation stays with it.
- *   AUTHORIZED  one statement: refund row + `refund.succeeded` outbox event + charge (reserved →
- *               refunded) + key COMPLETED. A declined refund releases its reservation instead.
+ *   AUTHORIZED  `completeKey` with the refund's rows in one statement: refund row +
+ *               `refund.succeeded` outbox event + charge (reserved → refunded; a declined refund
+ *               releases its reservation instead).
+ * Rows written: idempotency_keys (through src/idempotency/key-row.ts only), refunds, charges'
+ * amount_reserved / amount_refunded, outbox_events.
+ * Outcomes: a stored response (created, resumed, replayed; a success or a stored refusal), or a
+ * GatewayError as for createCharge, and NOT_FOUND (404) for a charge gone from under the key.
+ * The completer runs the same table (looking the acquirer's answer up, never asking anew); at
+ * RESERVED with nothing refunded it gives the reservation back (`releaseReservation`).
  */
 import { randomBytes } from 'node:crypto';
 import { GatewayError } from '../errors';
 import type { Acquirer, Authorization } from '../acquirer/acquirer';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
-import { saveAuthorized } from '../idempotency/postgres-store';
+import { completeKey, releaseReservedKey, saveRecoveryPoint, type FollowUp } from '../idempotency/key-row';
 import {
   acquirerKeyFor,
   keyedRequest,
@@ -26,15 +35,16 @@ import {
   type KeyedRequest,
   type StoredResponse,
 } from '../idempotency/types';
-import type { Database, Transaction } from '../platform/database';
+import { sql, type Database, type Transaction } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import {
   LostLeaseError,
-  WaitForClient,
   executeKeyed,
   runPhases,
   type KeyedResult,
   type PhaseResult,
+  type PhaseTable,
+  type PhasesOutcome,
 } from './keyed-operation';
 import type { RefundChargeInput } from './validation';
 import { parseStoredJson } from '../platform/stored-json';
@@ -68,21 +78,17 @@ export class RefundService {
 
   /** `waitMs`: how long to wait for an in-flight twin with the same key (docs/contract.md §2). */
   refundCharge(request: KeyedRequest, input: RefundChargeInput, waitMs: number): Promise<KeyedResult> {
-    return executeKeyed(this.deps, request, waitMs, (held) =>
-      runPhases(held, (current) => this.phaseFor(request.merchantId, current, input, this.authorizeWithAcquirer)),
-    );
+    return executeKeyed(this.deps, request, waitMs, this.phases(request.merchantId, input, this.authorizeWithAcquirer));
   }
 
-  /** For the completer: finishes a refund whose client never came back, never authorizing anew. */
-  async finishAbandoned(merchantId: string, held: HeldKey): Promise<StoredResponse | undefined> {
+  /** For the completer: finishes a refund whose client never came back, never refunding anew. */
+  finishAbandoned(merchantId: string, held: HeldKey): Promise<PhasesOutcome> {
     const input = parseStoredJson(refundChargeInputSchema, held.requestPayload, 'refund request');
-    if (held.recoveryPoint === 'STARTED') return undefined; // Nothing reserved, nothing authorized.
-    try {
-      return await runPhases(held, (current) => this.phaseFor(merchantId, current, input, this.lookUpAuthorization));
-    } catch (error) {
-      if (error instanceof WaitForClient) return undefined;
-      throw error;
-    }
+    return runPhases(held, {
+      ...this.phases(merchantId, input, this.lookUpAuthorization),
+      // Nothing reserved, nothing refunded: the client's retry decides.
+      STARTED: async () => ({ wait: true }),
+    });
   }
 
   /**
@@ -90,39 +96,19 @@ export class RefundService {
    * the reserved amount back to the charge and the key back to STARTED (lease cleared), in one
    * statement fenced by the lock token. False when the lease was lost meanwhile.
    */
-  async releaseReservation(held: HeldKey): Promise<boolean> {
+  releaseReservation(held: HeldKey): Promise<boolean> {
     const progress = readProgress(held);
     const input = parseStoredJson(refundChargeInputSchema, held.requestPayload, 'refund request');
-    const rows = await this.deps.db.$queryRaw<{ released: number }[]>`
-      WITH released AS (
-        UPDATE idempotency_keys
-           SET recovery_point = 'STARTED', acquirer_result = NULL, locked_until = NULL, updated_at = now()
-         WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint
-           AND state = 'IN_PROGRESS' AND recovery_point = 'RESERVED'
-        RETURNING id
-      ), charge AS (
-        UPDATE charges SET amount_reserved = amount_reserved - ${progress.amount}
-         WHERE id = ${input.chargeId} AND EXISTS (SELECT 1 FROM released)
-        RETURNING id
-      )
-      SELECT count(*)::int AS released FROM charge`;
-    return rows[0]?.released === 1;
+    return releaseReservedKey(this.deps.db, held, changeReservation(input.chargeId, -progress.amount));
   }
 
-  private phaseFor(
-    merchantId: string,
-    held: HeldKey,
-    input: RefundChargeInput,
-    authorizationSource: AuthorizationSource,
-  ): (held: HeldKey) => Promise<PhaseResult> {
-    switch (held.recoveryPoint) {
-      case 'STARTED':
-        return (current) => this.reservePhase(merchantId, current, input);
-      case 'RESERVED':
-        return (current) => this.authorizePhase(current, authorizationSource);
-      case 'AUTHORIZED':
-        return (current) => this.recordPhase(merchantId, current, input);
-    }
+  /** The refund's recovery points and what runs at each. */
+  private phases(merchantId: string, input: RefundChargeInput, authorizationSource: AuthorizationSource): PhaseTable {
+    return {
+      STARTED: (held) => this.reservePhase(merchantId, held, input),
+      RESERVED: (held) => this.authorizePhase(held, authorizationSource),
+      AUTHORIZED: (held) => this.recordPhase(merchantId, held, input),
+    };
   }
 
   /** STARTED → RESERVED, or a stored final refusal. One transaction, holding the charge row's lock. */
@@ -166,13 +152,15 @@ export class RefundService {
         currency: charge.currency.trim(),
         chargeAuthorizationId: charge.authorization_id,
       };
-      const acquirerResult = JSON.stringify(progress);
-      const reserved = await tx.$executeRaw`
-        UPDATE idempotency_keys SET recovery_point = 'RESERVED', acquirer_result = ${acquirerResult}, updated_at = now()
-         WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint AND state = 'IN_PROGRESS'`;
-      if (reserved !== 1) throw new LostLeaseError(); // Rolls the reservation back with it.
-      await tx.$executeRaw`UPDATE charges SET amount_reserved = amount_reserved + ${amount} WHERE id = ${input.chargeId}`;
-      return { next: { ...held, recoveryPoint: 'RESERVED', acquirerResult } };
+      const next = await saveRecoveryPoint(
+        tx,
+        held,
+        'RESERVED',
+        JSON.stringify(progress),
+        changeReservation(input.chargeId, amount),
+      );
+      if (next === undefined) throw new LostLeaseError(); // Rolls the transaction back with it.
+      return { next };
     });
   }
 
@@ -189,12 +177,7 @@ export class RefundService {
       body: JSON.stringify({ message }),
       firstRequestAt: held.firstRequestAt,
     };
-    const completed = await tx.$executeRaw`
-      UPDATE idempotency_keys
-         SET state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL, response_status = ${response.status},
-             response_code = ${code}, response_body = ${response.body}, completed_at = now(), updated_at = now()
-       WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint AND state = 'IN_PROGRESS'`;
-    if (completed !== 1) throw new LostLeaseError();
+    if (!(await completeKey(tx, held, response))) throw new LostLeaseError();
     return { respond: response };
   }
 
@@ -203,9 +186,14 @@ export class RefundService {
     const progress = readProgress(held);
     const authorization = await authorizationSource(held, progress);
     if (authorization === null) return { wait: true };
-    const acquirerResult = JSON.stringify({ ...progress, authorization });
-    if (!(await saveAuthorized(this.deps.db, held, acquirerResult))) throw new LostLeaseError();
-    return { next: { ...held, recoveryPoint: 'AUTHORIZED', acquirerResult } };
+    const next = await saveRecoveryPoint(
+      this.deps.db,
+      held,
+      'AUTHORIZED',
+      JSON.stringify({ ...progress, authorization }),
+    );
+    if (next === undefined) throw new LostLeaseError();
+    return { next };
   }
 
   /** AUTHORIZED → COMPLETED: refund, its event, the charge's amounts and the key, in one statement. */
@@ -240,34 +228,30 @@ export class RefundService {
       authorizationId: authorization.approved ? authorization.authorizationId : null,
       createdAt: snapshot.createdAt,
     });
-    const rows = await this.deps.db.$queryRaw<{ completed: number }[]>`
-      WITH completed AS (
-        UPDATE idempotency_keys
-           SET state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL, response_status = 200,
-               response_code = NULL, response_body = ${response.body}, completed_at = now(), updated_at = now()
-         WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint AND state = 'IN_PROGRESS'
-        RETURNING id
-      ), refund AS (
-        INSERT INTO refunds (id, charge_id, merchant_id, idempotency_key_id, amount, currency, status, failure_code,
-                             authorization_id, reason, created_at)
-        SELECT ${snapshot.id}, ${snapshot.chargeId}, ${merchantId}, completed.id, ${snapshot.amount}, ${snapshot.currency},
-               ${snapshot.status}, ${snapshot.failureCode}, ${authorization.approved ? authorization.authorizationId : null},
-               ${snapshot.reason}, ${snapshot.createdAt}::timestamptz
-          FROM completed
-        RETURNING id
-      ), charge AS (
-        UPDATE charges
-           SET amount_reserved = amount_reserved - ${snapshot.amount},
-               amount_refunded = amount_refunded + ${succeeded ? snapshot.amount : 0}
-         WHERE id = ${snapshot.chargeId} AND EXISTS (SELECT 1 FROM refund)
-        RETURNING id
-      ), event AS (
-        INSERT INTO outbox_events (event_type, aggregate_id, payload)
-        SELECT 'refund.succeeded', refund.id, ${eventPayload} FROM refund WHERE ${succeeded}
-        RETURNING id
-      )
-      SELECT (SELECT count(*) FROM charge)::int AS completed`;
-    if (rows[0]?.completed !== 1) throw new LostLeaseError();
+    const refundRows: FollowUp = {
+      steps: sql`
+        refund AS (
+          INSERT INTO refunds (id, charge_id, merchant_id, idempotency_key_id, amount, currency, status, failure_code,
+                               authorization_id, reason, created_at)
+          SELECT ${snapshot.id}, ${snapshot.chargeId}, ${merchantId}, key_row.id, ${snapshot.amount}, ${snapshot.currency},
+                 ${snapshot.status}, ${snapshot.failureCode}, ${authorization.approved ? authorization.authorizationId : null},
+                 ${snapshot.reason}, ${snapshot.createdAt}::timestamptz
+            FROM key_row
+          RETURNING id
+        ), charge AS (
+          UPDATE charges
+             SET amount_reserved = amount_reserved - ${snapshot.amount},
+                 amount_refunded = amount_refunded + ${succeeded ? snapshot.amount : 0}
+           WHERE id = ${snapshot.chargeId} AND EXISTS (SELECT 1 FROM refund)
+          RETURNING id
+        ), event AS (
+          INSERT INTO outbox_events (event_type, aggregate_id, payload)
+          SELECT 'refund.succeeded', refund.id, ${eventPayload} FROM refund WHERE ${succeeded}
+          RETURNING id
+        )`,
+      done: sql`(SELECT count(*) FROM charge) = 1`,
+    };
+    if (!(await completeKey(this.deps.db, held, response, refundRows))) throw new LostLeaseError();
     return { respond: response };
   }
 
@@ -287,4 +271,17 @@ export class RefundService {
 function readProgress(held: HeldKey): RefundProgress {
   if (held.acquirerResult === null) throw new Error('invariant violated: a reserved refund records its progress');
   return parseStoredJson(refundProgressSchema, held.acquirerResult, 'refund progress');
+}
+
+/** Moves `amount` into (or, negative, out of) the charge's reservation, for the key row just written. */
+function changeReservation(chargeId: string, amount: number): FollowUp {
+  return {
+    steps: sql`
+      reservation AS (
+        UPDATE charges SET amount_reserved = amount_reserved + ${amount}
+         WHERE id = ${chargeId} AND EXISTS (SELECT 1 FROM key_row)
+        RETURNING id
+      )`,
+    done: sql`(SELECT count(*) FROM reservation) = 1`,
+  };
 }

@@ -2,6 +2,11 @@
  * Transport for charges: reads the context, calls the use case, shapes the answer. The order of
  * checks is the contract's (docs/contract.md §2): authentication, input validation, key format, then the
  * idempotency store decides fingerprint and key state.
+ *
+ * One charge, top to bottom: `createCharge` here → `ChargeService.createCharge`
+ * (src/charges/create-charge.ts: its phase table) → the key-row statement each phase names
+ * (src/idempotency/key-row.ts), the last of which commits the key, the charge and its event.
+ * Writes no row itself; answers the stored response, or throws the GatewayError to map.
  */
 import { Arg, Ctx, ID, Int, Mutation, Query, Resolver } from 'type-graphql';
 import { GatewayError } from '../errors';

@@ -3,15 +3,17 @@
  * off the hot path. The window a crash can lose is what is buffered: at most `batchSizeMax` rows
  * or `flushIntervalMs` of them (docs/idempotency.md). Attempts that touch Postgres are audited in
  * the same statement as their key read or write, and are never lost.
+ *
+ * The rows are compact: key, fingerprint, outcome, time, and the request payload only when it
+ * differs from the first request's (a 422 mismatch). A replay or a 409 carries the first request
+ * again (same fingerprint), whose payload its 'created' row already holds; storing it on every
+ * replay made each one cost about 9 KB (docs/security.md, "Audit and data"). The INSERT is
+ * `writeAuditBatch` in src/idempotency/key-row.ts.
  */
 import type { Database } from '../platform/database';
 import type { KeyedRequest } from './types';
 import type { IdempotencyOutcome } from './outcomes';
-
-interface AuditRow {
-  readonly request: KeyedRequest;
-  readonly outcome: IdempotencyOutcome;
-}
+import { writeAuditBatch, type AuditedAttempt } from './key-row';
 
 export interface AuditBufferOptions {
   readonly flushIntervalMs: number;
@@ -21,7 +23,7 @@ export interface AuditBufferOptions {
 }
 
 export class AuditBuffer {
-  private rows: AuditRow[] = [];
+  private rows: AuditedAttempt[] = [];
   private flushing: Promise<void> = Promise.resolve();
   private readonly timer: NodeJS.Timeout;
 
@@ -52,15 +54,8 @@ export class AuditBuffer {
   private async writeBatch(): Promise<void> {
     if (this.rows.length === 0) return;
     const batch = this.rows.splice(0, this.rows.length);
-    const column = <T>(pick: (row: AuditRow) => T): T[] => batch.map(pick);
     try {
-      await this.db.$executeRaw`
-        INSERT INTO idempotency_audit (merchant_id, key, operation, fingerprint, request_payload, outcome, answered_from)
-        SELECT merchant_id, key, operation, fingerprint, request_payload, outcome, 'redis'
-        FROM unnest(${column((row) => row.request.merchantId)}::text[], ${column((row) => row.request.key)}::text[],
-                    ${column((row) => row.request.operation)}::text[], ${column((row) => row.request.fingerprint)}::text[],
-                    ${column((row) => row.request.requestPayload)}::text[], ${column((row) => row.outcome)}::text[])
-             AS batch (merchant_id, key, operation, fingerprint, request_payload, outcome)`;
+      await writeAuditBatch(this.db, batch);
     } catch {
       this.options.onLost(batch.length);
     }

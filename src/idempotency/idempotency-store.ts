@@ -20,7 +20,7 @@ import { GatewayError } from '../errors';
 import type { Database } from '../platform/database';
 import type { AuditBuffer } from './audit-buffer';
 import type { IdempotencyOutcome } from './outcomes';
-import { claimKey, readKeySummary, readTombstone, releaseKey, resolveExisting } from './postgres-store';
+import { claimKey, readKeySummary, readTombstone, releaseKey, resolveExisting } from './key-row';
 import type { RedisIdempotencyStore, RedisMarker } from './redis-store';
 import type { SettledSignals, Subscription } from './settled-signals';
 import type { HeldKey, KeyedRequest, StoredResponse } from './types';

@@ -9,10 +9,29 @@
  * BullMQ ignores an add whose job id it still holds; the dead letter's own id makes two dead
  * letters of one event replay under two ids. The inbox keeps the effect at one however often it
  * is replayed.
+ *
+ * A replay is two steps, in this order (docs/operations.md, "Replaying a dead letter"):
+ *   1. `markReplayed(tx, id)`: the row is marked (replay_job_id, replayed_at) in the caller's
+ *      transaction, which also holds the admin_audit row: both commit or neither does;
+ *   2. `enqueueReplay(replay)`, after the commit (no network call inside a transaction), under the
+ *      job id fixed in step 1.
+ * A crash or a Redis failure between the two leaves a recorded, audited replay without a job: it
+ * is not lost silently, because a marked dead letter no longer holds back the sweeper, which
+ * publishes the event again (it trusts only Postgres), and because calling replay again enqueues
+ * under the same job id (BullMQ ignores a duplicate add, the inbox a duplicate effect).
  */
 import type { Queue } from 'bullmq';
-import type { Database } from '../platform/database';
+import type { Database, Queryable } from '../platform/database';
 import { jobIdFor, ledgerJobDataSchema, type LedgerJobData } from '../outbox/queue';
+import { withTimeout } from '../outbox/sweeper';
+
+/** A replay recorded in Postgres, to be enqueued after its transaction commits. */
+export interface DeadLetterReplay {
+  readonly jobId: string;
+  readonly data: LedgerJobData;
+  /** The dead letter's own job id, whose copy in the dead-letter queue goes once the replay is queued. */
+  readonly deadLetterJobId: string;
+}
 
 export interface DeadLetterInput {
   readonly jobId: string;
@@ -25,6 +44,8 @@ export interface DeadLetterInput {
 // A week, like failed jobs in the ledger queue: the rows in Postgres stay for good.
 const deadLetterQueueRetentionMs = 7 * 86_400_000;
 const deadLetterQueueTrimBatchMax = 1_000;
+// Far above a healthy Redis round trip, short enough for an operator's request to answer 503.
+const enqueueTimeoutMs = 5_000;
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class DeadLetters {
@@ -65,14 +86,15 @@ export class DeadLetters {
   }
 
   /**
-   * Replays a dead letter under `evt_<uid>-r<dead letter id>`. The job is added before the row is
-   * marked: a crash in between replays under the same id again, which BullMQ or the inbox absorbs.
+   * Marks a dead letter replayed and returns what to enqueue, or undefined when there is no such
+   * dead letter. Marking an already replayed one again keeps its first job id and time.
    */
-  async replay(deadLetterId: string): Promise<{ jobId: string } | undefined> {
-    const rows = await this.db.$queryRaw<{ job_id: string; payload: string; event_uid: string | null }[]>`
+  async markReplayed(db: Queryable, deadLetterId: string): Promise<DeadLetterReplay | undefined> {
+    const rows = await db.$queryRaw<{ job_id: string; payload: string; event_uid: string | null }[]>`
       SELECT d.job_id, d.payload,
              coalesce(d.event_uid, (SELECT o.event_uid FROM outbox_events o WHERE o.id = d.event_id))::text AS event_uid
-        FROM dead_letters d WHERE d.id = ${deadLetterId}::bigint`;
+        FROM dead_letters d WHERE d.id = ${deadLetterId}::bigint
+         FOR UPDATE OF d`;
     const row = rows[0];
     if (row === undefined) return undefined;
     const stored = ledgerJobDataSchema.parse(JSON.parse(row.payload));
@@ -80,11 +102,26 @@ export class DeadLetters {
     if (eventUid === undefined) throw new Error(`dead letter ${deadLetterId}: its event is not in the outbox`);
     const data: LedgerJobData = { ...stored, eventUid };
     const jobId = jobIdFor(eventUid, { replayOf: deadLetterId });
-    await this.ledgerQueue.add(data.type, data, { jobId });
-    await this.db.$executeRaw`
+    await db.$executeRaw`
       UPDATE dead_letters SET replayed_at = now(), replay_job_id = ${jobId}
        WHERE id = ${deadLetterId}::bigint AND replay_job_id IS NULL`;
-    await this.deadLetterQueue.remove(row.job_id).catch(() => undefined);
-    return { jobId };
+    return { jobId, data, deadLetterJobId: row.job_id };
+  }
+
+  /**
+   * Adds the replay's job. Idempotent: the job id is fixed by `markReplayed`, so a second call adds
+   * nothing BullMQ still holds, and the inbox absorbs a second run. Throws when Redis does not take
+   * the job within `enqueueTimeoutMs` (a queue connection waits for Redis forever otherwise).
+   */
+  async enqueueReplay(replay: DeadLetterReplay): Promise<{ jobId: string }> {
+    await withTimeout(this.ledgerQueue.add(replay.data.type, replay.data, { jobId: replay.jobId }), enqueueTimeoutMs);
+    await this.deadLetterQueue.remove(replay.deadLetterJobId).catch(() => undefined);
+    return { jobId: replay.jobId };
+  }
+
+  /** Both steps without an audit row: for tests and scripts that replay outside the admin API. */
+  async replay(deadLetterId: string): Promise<{ jobId: string } | undefined> {
+    const replay = await this.markReplayed(this.db, deadLetterId);
+    return replay === undefined ? undefined : this.enqueueReplay(replay);
   }
 }

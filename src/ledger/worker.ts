@@ -28,7 +28,7 @@ import { GatewayError } from '../errors';
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import type { ValueSigner } from '../platform/signed-value';
-import { fullJitterDelayMs } from '../retry/backoff';
+import { fullJitterDelayMs } from '@payments-gateway/retry';
 import type { CallSiteAdmission } from '../retry/call-site-admission';
 import {
   fullJitterBackoffType,

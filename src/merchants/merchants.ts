@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { Database } from '../platform/database';
+import type { Database, Queryable } from '../platform/database';
 
 export interface Merchant {
   readonly id: string;
@@ -35,7 +35,7 @@ function newMerchantId(): string {
 }
 
 export async function createMerchant(
-  db: Database,
+  db: Queryable,
   name: string,
   apiKey: string = newApiKey(),
 ): Promise<CreatedMerchant> {

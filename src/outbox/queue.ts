@@ -12,7 +12,7 @@ import type { OutboxEventType } from './events';
 
 export const ledgerQueueName = 'ledger';
 export const ledgerDeadLetterQueueName = 'ledger-dead';
-/** The backoff type our workers implement (full jitter, src/retry/backoff.ts). */
+/** The backoff type our workers implement (full jitter, fullJitterDelayMs in packages/retry). */
 export const fullJitterBackoffType = 'full-jitter';
 
 export interface LedgerJobData {

@@ -42,6 +42,8 @@ interface SweptEvent {
   event_type: OutboxEventType;
   payload: string;
   republished_count: number;
+  /** The job id of the event's latest dead-letter replay, if an operator replayed it. */
+  replay_job_id?: string | null;
 }
 
 export class Sweeper {
@@ -71,7 +73,10 @@ export class Sweeper {
   /** One sweep; returns how many events it published again. */
   async sweepOnce(): Promise<number> {
     const candidates = await this.deps.db.$queryRaw<SweptEvent[]>`
-      SELECT o.id::text, o.event_uid::text, o.event_type, o.payload, o.republished_count FROM outbox_events o
+      SELECT o.id::text, o.event_uid::text, o.event_type, o.payload, o.republished_count,
+             (SELECT d.replay_job_id FROM dead_letters d WHERE d.event_uid = o.event_uid AND d.replay_job_id IS NOT NULL
+               ORDER BY d.replayed_at DESC LIMIT 1) AS replay_job_id
+        FROM outbox_events o
        WHERE o.published_at < now() - ${this.options.graceMs} * interval '1 millisecond'
          AND NOT EXISTS (SELECT 1 FROM inbox_events i WHERE i.consumer = 'ledger' AND i.event_uid = o.event_uid)
          AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.event_uid = o.event_uid AND d.replay_job_id IS NULL)
@@ -112,19 +117,23 @@ export class Sweeper {
   /**
    * The candidates whose latest job is gone (or finished without an inbox row). A job still
    * waiting, delayed or running is only slow (a backlog, a held call site): publishing it again
-   * would only add load, so it is left alone.
+   * would only add load, so it is left alone. An operator's replay of a dead letter counts too: the
+   * replay is recorded before its job is queued, so a replay whose job never made it into Redis
+   * (a crash, Redis down) is published again here, and one whose job is queued is left to run.
    */
   private async withoutLiveJob(candidates: SweptEvent[]): Promise<SweptEvent[]> {
-    const states = await Promise.all(
+    const live = await Promise.all(
       candidates.map(async (event) => {
         const latest =
           event.republished_count === 0
             ? jobIdFor(event.event_uid)
             : jobIdFor(event.event_uid, { sweep: event.republished_count });
-        return this.deps.queue.getJobState(latest);
+        const jobIds = event.replay_job_id ? [latest, event.replay_job_id] : [latest];
+        const states = await Promise.all(jobIds.map((jobId) => this.deps.queue.getJobState(jobId)));
+        return states.some((state) => liveJobStates.has(state));
       }),
     );
-    return candidates.filter((_, index) => !liveJobStates.has(states[index] ?? 'unknown'));
+    return candidates.filter((_, index) => !live[index]);
   }
 }
 

@@ -5,8 +5,16 @@
  */
 import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
-import { PrismaClient } from '../generated/prisma/client';
+import { Prisma, PrismaClient } from '../generated/prisma/client';
 import type { Config } from '../config';
+
+/**
+ * SQL fragments: a statement built from parts keeps every value a bound parameter
+ * (`db.$queryRaw\`… ${fragment} …\`` flattens nested fragments), so no part is ever spliced as text.
+ */
+export const sql = Prisma.sql;
+export const noSql = Prisma.empty;
+export type Sql = Prisma.Sql;
 
 export type Database = PrismaClient;
 /** The client inside `prisma.$transaction(async (tx) => …)`. Functions that write in a transaction take it. */

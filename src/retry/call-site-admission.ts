@@ -19,7 +19,7 @@
  * its deposits in one command at most that often: the budget is a rate guard, not a ledger.
  */
 import type { RedisClient } from '../platform/redis';
-import type { RetryBudget } from './token-bucket';
+import type { RetryBudget } from '@payments-gateway/retry';
 
 export interface CallSiteAdmissionOptions {
   readonly keyPrefix: string;

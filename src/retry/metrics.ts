@@ -1,6 +1,6 @@
 /** The retry budget's metrics: retries held back, and the tokens left per call site. */
 import type { MetricsRegistry } from '../platform/metrics';
-import type { RetryBudget } from './token-bucket';
+import type { RetryBudget } from '@payments-gateway/retry';
 
 export function retryMetrics(metrics: MetricsRegistry, callSites: readonly string[]) {
   return {

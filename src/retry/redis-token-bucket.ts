@@ -1,10 +1,12 @@
 /**
- * The Redis store for the token bucket in src/retry/token-bucket.ts: the same arithmetic as a Lua
+ * The Redis store for the one token-bucket algorithm (packages/retry/src/token-bucket.ts, the
+ * `@payments-gateway/retry` workspace the client SDK ships too): the same arithmetic as a Lua
  * script, atomic and on Redis's clock, so every process of the fleet shares one bucket per name.
- * Not for the client SDK (it imports Redis).
+ * test/retry/token-bucket.test.ts holds the two stores to the same answers. Not for the client
+ * SDK (it imports Redis).
  */
 import type { RedisClient } from '../platform/redis';
-import type { TokenBucketOptions, TokenBucketStore } from './token-bucket';
+import type { TokenBucketOptions, TokenBucketStore } from '@payments-gateway/retry';
 
 // KEYS[1] bucket; ARGV: capacity, refillPerSecond, operation ('take' | 'deposit' | 'peek'), amount.
 // State is a hash {tokens, updatedAtMs}; a missing bucket starts full. Returns a string number.

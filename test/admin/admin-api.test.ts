@@ -1,6 +1,7 @@
 /**
  * The operators' API: its own token, the reconciliation report, dead-letter replay, key lookup,
- * merchant keys, retention. Every mutation leaves an admin_audit row.
+ * merchant keys, retention. Every mutation leaves an admin_audit row (test/security/admin-audit.test.ts
+ * shows that a change whose audit row fails does not commit).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdFor, openLedgerQueue } from '../../src/outbox/queue';
@@ -306,8 +307,13 @@ describe('idempotency keys and retention', () => {
     expect(again.status).toBe(422);
     expect(again.body.errors?.[0]?.extensions?.code).toBe('IDEMPOTENCY_KEY_EXPIRED');
     expect(await environment.database.count('SELECT count(*) FROM idempotency_tombstones')).toBe(5);
-    expect(
-      await environment.database.count("SELECT count(*) FROM admin_audit WHERE action = 'purgeExpiredIdempotencyKeys'"),
-    ).toBe(1);
+    // Each batch (of 3) committed with its own audit row: 3 + 2 keys.
+    const { rows: audited } = await environment.database.pool.query<{ result: string }>(
+      "SELECT result FROM admin_audit WHERE action = 'purgeExpiredIdempotencyKeys' ORDER BY id",
+    );
+    expect(audited.map((row) => JSON.parse(row.result) as unknown)).toEqual([
+      { purgedKeys: 3, batch: 1 },
+      { purgedKeys: 2, batch: 2 },
+    ]);
   });
 });

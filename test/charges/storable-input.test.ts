@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newChargeId } from '../../src/charges/charge';
 import { recordCharge } from '../../src/charges/record-charge';
 import { createChargeInputSchema, refundChargeInputSchema } from '../../src/charges/validation';
-import { claimKey } from '../../src/idempotency/postgres-store';
+import { claimKey } from '../../src/idempotency/key-row';
 import { keyedRequest } from '../../src/idempotency/types';
 import { parseStoredJson } from '../../src/platform/stored-json';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';

@@ -2,9 +2,11 @@
  * The client SDK and the Apollo link against a real gateway, through a proxy that loses
  * responses for real.
  */
-import { ApolloClient, InMemoryCache, gql } from '@apollo/client';
+import { ApolloClient, ApolloLink, InMemoryCache, gql } from '@apollo/client';
+import { SetContextLink } from '@apollo/client/link/context';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ClientRequestError, GatewayClient, createGatewayLink, type AttemptRecord } from '../../src/client/index';
+import { ClientRequestError, CreateChargeDocument, GatewayClient, type AttemptRecord } from '@payments-gateway/client';
+import { createGatewayLink } from '@payments-gateway/client/apollo';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { startLossyProxy, type LossyProxy } from '../../scripts/harness/lossy-proxy';
 
@@ -146,5 +148,56 @@ describe('the Apollo link', () => {
     await apollo.mutate({ mutation, variables });
     expect(new Set(transcript.map((record) => record.key)).size).toBe(2);
     expect(transcript.every((record) => /^[0-9a-f-]{36}$/.test(record.key))).toBe(true);
+  });
+
+  it('sends the headers an auth link (setContext) puts in the operation context, with the generated document', async () => {
+    const auth = new SetContextLink((context) => ({
+      headers: { ...context.headers, authorization: `Bearer ${gateway.apiKey}` },
+    }));
+    // No `headers` option: without the context's headers the gateway would answer 401.
+    const apollo = new ApolloClient({
+      link: ApolloLink.from([auth, createGatewayLink({ uri: `${gateway.url}/graphql` })]),
+      cache: new InMemoryCache(),
+    });
+    const key = `auth-link-${Date.now()}`;
+    const result = await apollo.mutate({
+      mutation: CreateChargeDocument,
+      variables: { input: { amount: 2500, currency: 'EUR', source: 'tok_visa', metadata: { order: 'A-1' } } },
+      context: { idempotencyKey: key },
+    });
+    expect(result.data?.createCharge).toMatchObject({ amount: 2500, currency: 'EUR', status: 'SUCCEEDED' });
+    expect(result.data?.createCharge.metadata).toEqual({ order: 'A-1' });
+    expect(await chargesFor(key)).toBe(1);
+  });
+
+  it('without the auth link the same mutation is refused with 401 and nothing is stored', async () => {
+    const apollo = new ApolloClient({
+      link: createGatewayLink({ uri: `${gateway.url}/graphql` }),
+      cache: new InMemoryCache(),
+    });
+    const key = `no-auth-link-${Date.now()}`;
+    await expect(
+      apollo.mutate({
+        mutation: CreateChargeDocument,
+        variables: { input: { amount: 2500, currency: 'EUR', source: 'tok_visa' } },
+        context: { idempotencyKey: key },
+      }),
+    ).rejects.toMatchObject({ status: 401 });
+    expect(await chargesFor(key)).toBe(0);
+  });
+});
+
+describe('the service client’s refund', () => {
+  it('answers with every field the schema gives a refund, typed by the generated document', async () => {
+    const sdk = client([]);
+    const { charge } = await sdk.createCharge({ amount: 3000, currency: 'USD', source: 'tok_visa' });
+    const { refund, replayed } = await sdk.refundCharge(
+      { chargeId: charge.id, amount: 1000, reason: 'damaged' },
+      { idempotencyKey: `refund-${Date.now()}` },
+    );
+    expect(replayed).toBe(false);
+    expect(refund).toMatchObject({ chargeId: charge.id, amount: 1000, currency: 'USD', reason: 'damaged' });
+    expect(refund).toHaveProperty('failureCode');
+    expect(['SUCCEEDED', 'FAILED']).toContain(refund.status);
   });
 });

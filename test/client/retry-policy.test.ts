@@ -5,14 +5,13 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fullJitterDelayMs, retryDelayMs } from '../../src/retry/backoff';
-import { MemoryTokenBucketStore, RetryBudget } from '../../src/retry/token-bucket';
+import { MemoryTokenBucketStore, RetryBudget, fullJitterDelayMs, retryDelayMs } from '@payments-gateway/retry';
 import {
   ClientRequestError,
   RetryBudgetExhaustedError,
   sendWithRetries,
   type AttemptRecord,
-} from '../../src/client/retrying-transport';
+} from '@payments-gateway/client';
 
 describe('full-jitter backoff', () => {
   it('draws every delay in [0, min(cap, base × 2^attempt)]', () => {

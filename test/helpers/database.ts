@@ -57,7 +57,10 @@ export async function createTestDatabase(serverUrl: string): Promise<TestDatabas
     name,
     pool,
     async count(sql, params = []) {
-      const { rows } = await pool.query<{ count: string | number }>(sql, params);
+      const { rows, fields } = await pool.query<{ count: string | number }>(sql, params);
+      // A query whose column is not named count would read as 0 and make every assertion pass.
+      if (!fields.some((field) => field.name === 'count'))
+        throw new Error(`count() needs a column named count: ${sql}`);
       return Number(rows[0]?.count ?? 0);
     },
     async drop() {

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newChargeId } from '../../src/charges/charge';
 import { recordCharge } from '../../src/charges/record-charge';
 import { canonicalJson, fingerprint } from '../../src/idempotency/fingerprint';
-import { claimKey, releaseKey, resolveExisting, saveAuthorized } from '../../src/idempotency/postgres-store';
+import { claimKey, releaseKey, resolveExisting, saveRecoveryPoint } from '../../src/idempotency/key-row';
 import type { HeldKey, KeyedRequest, StoredResponse } from '../../src/idempotency/types';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 
@@ -56,6 +56,12 @@ function record(held: HeldKey) {
   );
 }
 
+/** Saves the AUTHORIZED recovery point; true when the lease still held. */
+async function saveAuthorized(held: HeldKey, authorization: object): Promise<boolean> {
+  const next = await saveRecoveryPoint(gateway.database.prisma, held, 'AUTHORIZED', JSON.stringify(authorization));
+  return next !== undefined;
+}
+
 describe('when a lease ran out and another request took the key over', () => {
   it('refuses every write by the old holder, and lets the new holder record one charge', async () => {
     const db = gateway.database.prisma;
@@ -83,18 +89,14 @@ describe('when a lease ran out and another request took the key over', () => {
     );
 
     // A, slow and unaware, tries every write it could make: each is refused.
-    expect(
-      await saveAuthorized(db, holderA!, JSON.stringify({ authorizationId: 'a', approved: true, declineCode: null })),
-    ).toBe(false);
+    expect(await saveAuthorized(holderA!, { authorizationId: 'a', approved: true, declineCode: null })).toBe(false);
     expect(await record(holderA!)).toBe(false);
     expect(await releaseKey(db, request('fenced'), holderA!)).toBe(false);
     expect(await environment.database.count('SELECT count(*) FROM charges')).toBe(0);
     expect(await environment.database.count('SELECT count(*) FROM outbox_events')).toBe(0);
 
     // B commits.
-    expect(
-      await saveAuthorized(db, holderB, JSON.stringify({ authorizationId: 'b', approved: true, declineCode: null })),
-    ).toBe(true);
+    expect(await saveAuthorized(holderB, { authorizationId: 'b', approved: true, declineCode: null })).toBe(true);
     expect(await record({ ...holderB, recoveryPoint: 'AUTHORIZED' })).toBe(true);
     expect(await environment.database.count('SELECT count(*) FROM charges')).toBe(1);
     expect(await environment.database.count('SELECT count(*) FROM outbox_events')).toBe(1);

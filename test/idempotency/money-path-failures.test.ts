@@ -6,7 +6,7 @@
 import http from 'node:http';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { purgeExpiredIdempotencyKeys } from '../../src/idempotency/retention';
+import { purgeExpiredIdempotencyKeys } from '../../src/idempotency/key-row';
 import { refundChargeInputSchema } from '../../src/charges/validation';
 import { keyedRequest } from '../../src/idempotency/types';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
@@ -107,7 +107,7 @@ describe('when the input holds what the database cannot store', () => {
     expect(answer.status).toBe(400);
     expect(answer.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.reason' });
     expect(await count("SELECT count(*) FROM acquirer_authorizations WHERE kind = 'refund'")).toBe(0);
-    expect(await count('SELECT amount_reserved FROM charges WHERE id = $1', [chargeId])).toBe(0);
+    expect(await count('SELECT amount_reserved AS count FROM charges WHERE id = $1', [chargeId])).toBe(0);
     // The charge stays refundable in full.
     const later = await refund(newKey(), { chargeId });
     expect(later.status).toBe(200);
@@ -315,7 +315,7 @@ describe('when a refund was left at RESERVED and the acquirer never saw it', () 
     // This pass, or the gateway's own periodic one, releases it.
     await gateway.completer!.runOnce();
     await waitFor(
-      async () => (await count('SELECT amount_reserved FROM charges WHERE id = $1', [chargeId])) === 0,
+      async () => (await count('SELECT amount_reserved AS count FROM charges WHERE id = $1', [chargeId])) === 0,
       10_000,
       'the completer to release the reservation',
     );

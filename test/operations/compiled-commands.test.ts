@@ -101,6 +101,18 @@ describe('the compiled commands', () => {
     expect(runtime).toContain('npm ci --omit=dev');
     expect(runtime).toMatch(/^COPY --from=build \/app\/dist \.\/dist$/m);
     expect(runtime).toMatch(/^COPY db\/migrations \.\/db\/migrations$/m);
+    // The workspace the server runs (@payments-gateway/retry): its package.json for npm ci to link
+    // it, its compiled dist/ for node to load; the client SDK's workspace stays out of the image.
+    const { dependencies } = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
+    expect(Object.keys(dependencies).filter((name) => name.startsWith('@payments-gateway/'))).toEqual([
+      '@payments-gateway/retry',
+    ]);
+    expect(runtime).toMatch(/^COPY packages\/retry\/package\.json \.\/packages\/retry\/$/m);
+    expect(runtime).toMatch(/^COPY --from=build \/app\/packages\/retry\/dist \.\/packages\/retry\/dist$/m);
+    expect(runtime).toContain('--workspace @payments-gateway/retry --include-workspace-root');
+    expect(runtime).not.toContain('packages/client');
     const compose = readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8');
     expect(compose).toContain("command: ['node', 'dist/cli/migrate.js', 'up']");
     expect(compose).not.toMatch(/target: build/);

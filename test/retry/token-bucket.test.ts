@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { RedisTokenBucketStore } from '../../src/retry/redis-token-bucket';
-import { MemoryTokenBucketStore, RetryBudget, deposit, refill, take } from '../../src/retry/token-bucket';
+import { MemoryTokenBucketStore, RetryBudget, deposit, refill, take } from '@payments-gateway/retry';
 import { deleteKeysWithPrefix } from '../../scripts/harness/redis';
 
 const prefix = `t_${randomBytes(5).toString('hex')}`;

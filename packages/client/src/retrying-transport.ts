@@ -8,11 +8,12 @@
  *   Retry-After;
  * - spends a token from the per-call-site retry budget before each retry, and fails fast with
  *   RetryBudgetExhaustedError when there is none; a success deposits a fraction back;
- * - sends Idempotency-Attempt, and reports every attempt to an optional transcript.
- * It imports only the pure parts of src/retry.
+ * - sends Idempotency-Attempt, and reports every attempt to an optional transcript;
+ * - stops at once, without another attempt, when the caller's AbortSignal fires (the Apollo link
+ *   aborts when its subscriber unsubscribes), and aborts the fetch in flight.
+ * Its only dependency is the pure retry package (backoff and the in-memory token bucket).
  */
-import { retryDelayMs } from '../retry/backoff';
-import { MemoryTokenBucketStore, RetryBudget } from '../retry/token-bucket';
+import { MemoryTokenBucketStore, RetryBudget, retryDelayMs } from '@payments-gateway/retry';
 
 export interface AttemptRecord {
   readonly key: string;
@@ -78,10 +79,55 @@ export class RetryBudgetExhaustedError extends Error {
   }
 }
 
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
 export interface GraphqlHttpBody {
   data?: Record<string, unknown> | null;
   errors?: { message: string; extensions?: Record<string, unknown> }[];
-  extensions?: { idempotency?: { key: string; replayed: boolean; firstRequestAt: string | null } };
+  /** Every extension the server sent; `idempotency` only when it has the gateway's shape. */
+  extensions?: Record<string, unknown> & { idempotency?: IdempotencyExtension };
+}
+
+export interface IdempotencyExtension {
+  readonly key: string;
+  readonly replayed: boolean;
+  readonly firstRequestAt: string | null;
+}
+
+function parseIdempotencyExtension(value: unknown): IdempotencyExtension | undefined {
+  if (!isRecord(value) || typeof value.key !== 'string' || typeof value.replayed !== 'boolean') return undefined;
+  return {
+    key: value.key,
+    replayed: value.replayed,
+    firstRequestAt: typeof value.firstRequestAt === 'string' ? value.firstRequestAt : null,
+  };
+}
+
+/**
+ * A GraphQL-over-HTTP answer, checked rather than cast: whatever a proxy or a broken server sends,
+ * the loop sees only the fields it understands, each of the right type (a body that is not JSON
+ * at all fails in response.json(), a network error).
+ */
+export function parseGraphqlBody(value: unknown): GraphqlHttpBody {
+  if (!isRecord(value)) return {};
+  const errors = Array.isArray(value.errors)
+    ? value.errors.filter(isRecord).map((error) => ({
+        message: typeof error.message === 'string' ? error.message : 'unknown error',
+        ...(isRecord(error.extensions) ? { extensions: error.extensions } : {}),
+      }))
+    : undefined;
+  const { idempotency, ...extensions } = isRecord(value.extensions) ? value.extensions : {};
+  const parsedIdempotency = parseIdempotencyExtension(idempotency);
+  return {
+    ...(isRecord(value.data) || value.data === null ? { data: value.data } : {}),
+    ...(errors === undefined ? {} : { errors }),
+    ...(isRecord(value.extensions)
+      ? {
+          extensions: { ...extensions, ...(parsedIdempotency === undefined ? {} : { idempotency: parsedIdempotency }) },
+        }
+      : {}),
+  };
 }
 
 export interface TransportAnswer {
@@ -89,6 +135,12 @@ export interface TransportAnswer {
   readonly body: GraphqlHttpBody;
   readonly replayed: boolean;
   readonly attempts: number;
+}
+
+/** One attempt's signal: its own timeout, and the caller's abort when there is one. */
+function attemptSignal(timeoutMs: number, callerSignal: AbortSignal | undefined): AbortSignal {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return callerSignal === undefined ? timeout : AbortSignal.any([timeout, callerSignal]);
 }
 
 const retryableStatuses = (status: number) => status === 409 || status === 429 || status >= 500;
@@ -103,6 +155,60 @@ export interface KeyedRequest {
   readonly body: string;
   readonly idempotencyKey: string;
   readonly callSite: string;
+  /** Aborts the attempt in flight and any wait before the next one; nothing is retried after it. */
+  readonly signal?: AbortSignal;
+}
+
+/** The abort's reason, as fetch rejects with it (an AbortError DOMException unless the caller gave one). */
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The operation was aborted.', 'AbortError');
+}
+
+/** setTimeout as a promise that an abort ends early (the loop then throws the abort's reason). */
+function sleepUnlessAborted(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** What one attempt got: an answer to classify, or a network failure (a timeout included). */
+type AttemptResult =
+  | { readonly kind: 'answer'; readonly response: Response; readonly body: GraphqlHttpBody }
+  | { readonly kind: 'network-error'; readonly reason: string };
+
+async function sendOnce(
+  request: KeyedRequest,
+  attempt: number,
+  timeoutMs: number,
+  fetchImpl: typeof fetch,
+): Promise<AttemptResult> {
+  try {
+    const response = await fetchImpl(request.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...request.headers,
+        'idempotency-key': request.idempotencyKey,
+        'idempotency-attempt': String(attempt),
+      },
+      body: request.body,
+      signal: attemptSignal(timeoutMs, request.signal),
+    });
+    return { kind: 'answer', response, body: parseGraphqlBody(await response.json()) };
+  } catch (error) {
+    // The caller gave up (the link's subscriber unsubscribed): not a network error to retry.
+    if (request.signal?.aborted) throw abortReason(request.signal);
+    return {
+      kind: 'network-error',
+      reason: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
+    };
+  }
 }
 
 export async function sendWithRetries(
@@ -111,7 +217,7 @@ export async function sendWithRetries(
 ): Promise<TransportAnswer> {
   const retry = { ...defaultRetryOptions, ...options.retry };
   const fetchImpl = options.fetch ?? fetch;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? ((ms: number) => sleepUnlessAborted(ms, request.signal));
   let delayMs = 0;
   let retryAfterSeconds: number | null = null;
   let lastReason = 'none';
@@ -123,6 +229,7 @@ export async function sendWithRetries(
       delayMs = retryDelayMs(attempt - 2, retry, retryAfterSeconds ?? undefined, options.random);
       await sleep(delayMs);
     }
+    if (request.signal?.aborted) throw abortReason(request.signal);
     const record = (status: number | 'network-error', reason: string, replayed: boolean | null) =>
       options.transcript?.({
         key: request.idempotencyKey,
@@ -136,27 +243,14 @@ export async function sendWithRetries(
         at: new Date().toISOString(),
       });
 
-    let response: Response;
-    let body: GraphqlHttpBody;
-    try {
-      response = await fetchImpl(request.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          ...request.headers,
-          'idempotency-key': request.idempotencyKey,
-          'idempotency-attempt': String(attempt),
-        },
-        body: request.body,
-        signal: AbortSignal.timeout(retry.timeoutMs),
-      });
-      body = (await response.json()) as GraphqlHttpBody;
-    } catch (error) {
-      lastReason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+    const result = await sendOnce(request, attempt, retry.timeoutMs, fetchImpl);
+    if (result.kind === 'network-error') {
+      lastReason = result.reason;
       record('network-error', lastReason, null);
       retryAfterSeconds = null;
       continue;
     }
+    const { response, body } = result;
     const code = String(body.errors?.[0]?.extensions?.code ?? (response.ok ? 'ok' : `HTTP_${response.status}`));
     const replayed = body.extensions?.idempotency?.replayed ?? response.headers.get('idempotent-replayed') === 'true';
     record(response.status, code, response.ok ? replayed : null);
@@ -165,21 +259,14 @@ export async function sendWithRetries(
       return { status: response.status, body, replayed, attempts: attempt };
     }
     const message = body.errors?.[0]?.message ?? `HTTP ${response.status}`;
-    if (!retryableStatuses(response.status)) {
-      throw new ClientRequestError(code, response.status, message, request.idempotencyKey, attempt);
+    const finalAttempt = attempt === retry.attemptsMax;
+    if (!retryableStatuses(response.status) || finalAttempt) {
+      const suffix = finalAttempt && retryableStatuses(response.status) ? ` (gave up after ${attempt} attempts)` : '';
+      throw new ClientRequestError(code, response.status, message + suffix, request.idempotencyKey, attempt);
     }
     lastReason = code;
     const header = Number(response.headers.get('retry-after'));
     retryAfterSeconds = Number.isFinite(header) && header > 0 ? header : null;
-    if (attempt === retry.attemptsMax) {
-      throw new ClientRequestError(
-        code,
-        response.status,
-        `${message} (gave up after ${attempt} attempts)`,
-        request.idempotencyKey,
-        attempt,
-      );
-    }
   }
   throw new ClientRequestError(
     'NETWORK_ERROR',

@@ -1,7 +1,8 @@
 /**
- * One token-bucket algorithm, with two stores: in memory (a client, one process) and in Redis
- * (the whole fleet: src/retry/redis-token-bucket.ts runs the same arithmetic in Lua, on Redis's
- * clock). Pure: no I/O; the client SDK imports this file.
+ * One token-bucket algorithm, with two stores: in memory (a client, one process; here) and in
+ * Redis (the whole fleet: the gateway's src/retry/redis-token-bucket.ts implements
+ * `TokenBucketStore` with the same arithmetic in Lua, on Redis's clock). Pure: no I/O; the client
+ * SDK (@payments-gateway/client) ships it.
  *
  * A bucket holds at most `capacity` tokens and gains `refillPerSecond` tokens a second.
  * - As a retry budget: a success deposits a fraction of a token (`depositPerSuccess`), a retry
