@@ -10,7 +10,8 @@
  * the api process's largest RSS under load, and pgbench (bench/pgbench.ts) for the gateway's own
  * statements and commit boundaries, the design's floor and one transaction, at the same client
  * counts. Every ratio is taken inside this one run. It uses its own database and Redis prefix and
- * removes them.
+ * removes them. BENCH_SCENARIOS (e.g. `replay` or `new charge,pgbench`) runs only the scenarios
+ * whose names start with one of its entries, to profile one path at a time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +34,9 @@ const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').m
 const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const replayKeyCount = 200;
+const scenarioFilter = process.env.BENCH_SCENARIOS?.split(',').map((name) => name.trim());
+const selected = (scenario: string) =>
+  scenarioFilter === undefined || scenarioFilter.some((name) => scenario.startsWith(name));
 
 interface Row {
   readonly scenario: string;
@@ -127,7 +131,9 @@ async function httpRows(
     ],
   ];
   const rows: Row[] = [];
-  for (const [scenario, load] of loads) rows.push(row(scenario, connections, await runWrk(load)));
+  for (const [scenario, load] of loads) {
+    if (selected(scenario)) rows.push(row(scenario, connections, await runWrk(load)));
+  }
   return rows;
 }
 
@@ -136,11 +142,12 @@ function pgbenchRows(databaseUrl: string, merchantId: string): Row[] {
     process.stdout.write('pgbench is not installed (apt-get install postgresql-client): no database reference\n');
     return [];
   }
-  const shapes: [PgbenchShape, string][] = [
+  const allShapes: [PgbenchShape, string][] = [
     ['gateway', 'pgbench: gateway (4 commits)'],
     ['floor', 'pgbench: floor (3 commits)'],
     ['one transaction', 'pgbench: one transaction'],
   ];
+  const shapes = allShapes.filter(([, scenario]) => selected(scenario));
   return connectionCounts.flatMap((clients) =>
     shapes.flatMap(([shape, scenario]) => {
       try {
@@ -243,6 +250,9 @@ async function main(): Promise<void> {
         ACQUIRER: 'simulated',
         ACQUIRER_SIMULATED_IN_PRODUCTION: 'true',
         REDIS_ANSWER_SECRET: randomBytes(32).toString('hex'),
+        // Production listens for /metrics on 9464 by default: two benched processes (or a bench beside
+        // another) would collide. 0: a free port of its own.
+        METRICS_PORT: '0',
         DATABASE_POOL_SIZE_MAX: '16',
         // One merchant drives all the load: the per-merchant limit must not be what is measured.
         MERCHANT_RATE_PER_SECOND: '1000000',

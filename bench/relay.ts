@@ -6,9 +6,12 @@
  *   - the worker's throughput (ledger effects per second) at the default concurrency,
  *   - for the capped run, the busiest one-second window against the cap,
  *   - p50 and p99 from an event's publish to its inbox row.
- * Own database and Redis prefix, removed at the end. BENCH_BACKLOG_EVENTS sets the backlog.
+ * Own database and Redis prefix, removed at the end. BENCH_BACKLOG_EVENTS sets the backlog;
+ * BENCH_RELAY_RUNS=uncapped skips the capped run; BENCH_NODE_ARGS (e.g. `--cpu-prof
+ * --cpu-prof-dir=/tmp/prof`) is passed as node flags to the worker and the relay processes.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { migrate, migrationUrls } from '../src/cli/migrate';
 import { gatewayRoleUrl } from '../src/platform/database-role';
@@ -18,6 +21,9 @@ import { deleteKeysWithPrefix } from '../scripts/harness/redis';
 
 const events = Number(process.env.BENCH_BACKLOG_EVENTS ?? 18_000);
 const cap = Number(process.env.BENCH_RELAY_CAP ?? 2_000);
+const runs = (process.env.BENCH_RELAY_RUNS ?? 'uncapped,capped').split(',');
+// Node flags for the worker and relay (NODE_OPTIONS refuses --cpu-prof).
+const nodeArguments = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 // The owner creates and migrates the bench's database; the gateway runs as its own role.
 const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -45,6 +51,26 @@ interface DrainFigures {
   /** From an event's publish to its inbox row: the wait in the queue plus the apply. */
   readonly p50Ms: number;
   readonly p99Ms: number;
+  /** CPU time per event (µs) of the worker, the relay and their Postgres backends: noise moves it less than a rate. */
+  readonly cpuMicrosPerEvent: { readonly worker: number; readonly relay: number; readonly postgres: number };
+}
+
+/** utime + stime of a process in seconds (Linux /proc; clock ticks of 1/100 s); 0 when unreadable. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU seconds of this database's Postgres backends (a local server), by pid. */
+async function backendCpu(pool: pg.Pool): Promise<Map<number, number>> {
+  const rows = await pool.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+  );
+  return new Map(rows.rows.map((row) => [row.pid, cpuSeconds(row.pid)]));
 }
 
 async function drain(
@@ -60,15 +86,26 @@ async function drain(
   const children: ChildGateway[] = [];
   try {
     // Generous start deadlines: the machine is often shared with test suites.
-    children.push(await startChildGateway({ ...env, ROLE: 'worker' }, { readyTimeoutMs: 300_000 }));
+    children.push(await startChildGateway({ ...env, ROLE: 'worker' }, { readyTimeoutMs: 300_000, nodeArguments }));
+    const workerCpuAtStart = cpuSeconds(children[0]!.process.pid);
+    const backendsAtStart = await backendCpu(pool);
     children.push(
       await startChildGateway(
         { ...env, ROLE: 'relay', RELAY_RATE_PER_SECOND: String(ratePerSecond) },
-        { readyTimeoutMs: 300_000 },
+        { readyTimeoutMs: 300_000, nodeArguments },
       ),
     );
+    const relayCpuAtStart = cpuSeconds(children[1]!.process.pid);
     const count = async (sql: string) => Number((await pool.query<{ count: string }>(sql)).rows[0]?.count);
     await waitUntil(async () => (await count('SELECT count(*) FROM inbox_events')) === events, 300_000);
+    const perEvent = (seconds: number) => Math.round((seconds * 1e6) / events);
+    let postgresSeconds = 0;
+    for (const [pid, seconds] of await backendCpu(pool)) postgresSeconds += seconds - (backendsAtStart.get(pid) ?? 0);
+    const cpuMicrosPerEvent = {
+      worker: perEvent(cpuSeconds(children[0]!.process.pid) - workerCpuAtStart),
+      relay: perEvent(cpuSeconds(children[1]!.process.pid) - relayCpuAtStart),
+      postgres: perEvent(postgresSeconds),
+    };
     const published = (
       await pool.query<{ at: string }>(
         'SELECT (extract(epoch FROM published_at) * 1000)::bigint::text AS at FROM outbox_events ORDER BY 1',
@@ -104,6 +141,7 @@ async function drain(
       busiestWindow,
       p50Ms: Math.round(Number(latency.p50)),
       p99Ms: Math.round(Number(latency.p99)),
+      cpuMicrosPerEvent,
     };
   } finally {
     for (const child of children) await child.kill('SIGTERM');
@@ -131,26 +169,38 @@ async function main(): Promise<void> {
       ACQUIRER: 'simulated',
       ACQUIRER_SIMULATED_IN_PRODUCTION: 'true',
       REDIS_ANSWER_SECRET: randomBytes(32).toString('hex'),
+      // Production listens for /metrics on 9464 by default: two benched processes (or a bench beside
+      // another) would collide. 0: a free port of its own.
+      METRICS_PORT: '0',
       ...(process.env.WORKER_CONCURRENCY === undefined ? {} : { WORKER_CONCURRENCY: process.env.WORKER_CONCURRENCY }),
     };
     const uncapped = await drain(pool, env, 'uncapped', 0);
-    const capped = await drain(pool, env, `capped at ${cap}/s`, cap);
+    const capped = runs.includes('capped') ? await drain(pool, env, `capped at ${cap}/s`, cap) : undefined;
     process.stdout.write(`\nevent path: a ${events}-event backlog, one relay and one worker (default concurrency)\n\n`);
     process.stdout.write(
-      'run                  publish/s  end-to-end/s  worker effects/s  busiest 1-s window  p50 ms  p99 ms\n',
+      'run                  publish/s  end-to-end/s  worker effects/s  busiest 1-s window  p50 ms  p99 ms  CPU µs/event: worker relay postgres\n',
     );
-    for (const figures of [uncapped, capped]) {
+    for (const figures of capped === undefined ? [uncapped] : [uncapped, capped]) {
       process.stdout.write(
         `${figures.label.padEnd(20)} ${String(figures.publishPerSecond).padStart(9)}  ${String(figures.endToEndPerSecond).padStart(12)}  ` +
           `${String(figures.effectsPerSecond).padStart(16)}  ${String(figures.busiestWindow).padStart(18)}  ` +
-          `${String(figures.p50Ms).padStart(6)}  ${String(figures.p99Ms).padStart(6)}\n`,
+          `${String(figures.p50Ms).padStart(6)}  ${String(figures.p99Ms).padStart(6)}  ` +
+          `${String(figures.cpuMicrosPerEvent.worker).padStart(19)} ${String(figures.cpuMicrosPerEvent.relay).padStart(5)} ` +
+          `${String(figures.cpuMicrosPerEvent.postgres).padStart(8)}\n`,
       );
     }
-    process.stdout.write("p50/p99: from an event's publish to its inbox row (queue wait plus apply)\n");
+    process.stdout.write(
+      "p50/p99: from an event's publish to its inbox row (queue wait plus apply); CPU: each process's user+system " +
+        "time over the drain (Postgres: this database's backends), per event\n",
+    );
+    const cappedVerdict =
+      capped === undefined
+        ? 'capped run skipped (BENCH_RELAY_RUNS)'
+        : `capped publish ${capped.publishPerSecond}/s, busiest window ${capped.busiestWindow} (target within 10% of ${cap}: ` +
+          `${capped.busiestWindow <= 1.1 * cap ? 'met' : 'not met'})`;
     process.stdout.write(
       `\nuncapped end-to-end ${uncapped.endToEndPerSecond}/s (target ≥ 2,000/s: ${uncapped.endToEndPerSecond >= 2_000 ? 'met' : 'not met'}); ` +
-        `capped publish ${capped.publishPerSecond}/s, busiest window ${capped.busiestWindow} (target within 10% of ${cap}: ` +
-        `${capped.busiestWindow <= 1.1 * cap ? 'met' : 'not met'})\n`,
+        `${cappedVerdict}\n`,
     );
   } finally {
     await pool.end();

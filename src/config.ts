@@ -136,8 +136,10 @@ const redis = {
   }),
   redisKeyPrefix: setting(text({ pattern: /^[A-Za-z0-9_{}.-]{1,64}$/, rule: '1 to 64 of [A-Za-z0-9_{}.-]' }), {
     variable: 'REDIS_KEY_PREFIX',
-    default: 'pgw',
-    description: 'Prefix of every Redis key the gateway writes, so several deployments or tests share a Redis.',
+    defaultText: "`pgw-<16 hex>`, derived from the database's identity",
+    description:
+      'Prefix of every Redis key the gateway writes, so several deployments or tests share a Redis. Unset, it is ' +
+      'derived from the `deployment_identity` row and the database name, so two deployments never share one.',
   }),
   queuePrefix: setting(text(), {
     variable: 'QUEUE_PREFIX',
@@ -589,9 +591,9 @@ const configSchema = z.object(settings).transform((values, context) => {
   return Object.freeze({
     ...values,
     isProduction,
-    // Derived defaults: production serves /metrics apart from PORT; queues share the Redis prefix.
+    // Derived defaults: production serves /metrics apart from PORT. The Redis namespace and the
+    // queues' prefix, when unset, come from the database at start (src/platform/deployment-namespace.ts).
     metricsPort: values.metricsPort ?? (isProduction ? 9464 : 0),
-    queuePrefix: values.queuePrefix ?? `{${values.redisKeyPrefix}}`,
     migrationDatabaseUrl: values.migrationDatabaseUrl ?? localOwnerUrl(values.databaseUrl),
   });
 });

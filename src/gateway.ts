@@ -12,6 +12,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import type { Config } from './config';
+import { withDeploymentNamespace, type NamespacedConfig } from './platform/deployment-namespace';
 import { createAcquirer } from './acquirer/providers';
 import { ChargeService } from './charges/create-charge';
 import { RefundService } from './charges/refund-charge';
@@ -59,6 +60,8 @@ export interface Gateway {
   /** Where /metrics is served: PORT outside production unless METRICS_PORT says otherwise. */
   readonly metricsUrl: string;
   readonly metrics: Metrics;
+  /** The deployment's Redis namespace: REDIS_KEY_PREFIX, or the one derived from the database. */
+  readonly redisKeyPrefix: string;
   readonly database: DatabaseHandle;
   readonly redis: RedisClient;
   readonly completer: Completer | undefined;
@@ -72,9 +75,11 @@ export interface Gateway {
 type Platform = ReturnType<typeof startPlatform>;
 type Services = ReturnType<typeof startServices>;
 
-export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
+export async function startGateway(unresolvedConfig: Config, logger: Logger): Promise<Gateway> {
   const lifecycle = new Lifecycle(logger, stopStepDeadlineMs);
   try {
+    // The Redis namespace first: every Redis key, channel and queue below is under it.
+    const config = await withDeploymentNamespace(unresolvedConfig);
     const platform = startPlatform(config, logger);
     lifecycle.add(...platform.stoppables);
     // Start with a connected Redis when there is one; without it every decision goes to Postgres.
@@ -100,6 +105,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       port,
       metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
       metrics: platform.metrics,
+      redisKeyPrefix: config.redisKeyPrefix,
       database: platform.database,
       redis: platform.redis,
       completer: completer?.completer,
@@ -131,7 +137,7 @@ function hasRole(config: Config, role: 'api' | 'relay' | 'worker'): boolean {
 }
 
 /** Connections, queues, metrics and the HTTP server: everything the domain runs on. */
-function startPlatform(config: Config, logger: Logger) {
+function startPlatform(config: NamespacedConfig, logger: Logger) {
   const metrics = createMetrics(config.role);
   const database = openDatabase(config, `payments-gateway-${config.role}`);
   const redis = openHotPathRedis(config);
@@ -258,6 +264,7 @@ function startWorker(platform: Platform, services: Services) {
   const worker = new LedgerWorker(
     {
       db: database.prisma,
+      pool: database.pool,
       queueConnection: queueRedis,
       redis,
       signer: createValueSigner(resolveRedisAnswerSecret(config.redisAnswerSecret)),

@@ -8,6 +8,7 @@ import { startGateway } from './gateway';
 import { createLogger } from './platform/logger';
 import { assertServicesReachable, UnreachableServiceError } from './platform/reachability';
 import { ensureDemoMerchant } from './merchants/merchants';
+import { DeploymentIdentityError } from './platform/deployment-namespace';
 
 /** How long a production start waits for Postgres or Redis before it gives up, naming the variable. */
 const reachabilityTimeoutMs = 5_000;
@@ -78,7 +79,7 @@ export function loadConfigOrExit(): Config {
 const isEntryPoint = process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/'));
 if (isEntryPoint) {
   run(loadConfigOrExit()).catch((error: unknown) => {
-    if (error instanceof UnreachableServiceError) {
+    if (error instanceof UnreachableServiceError || error instanceof DeploymentIdentityError) {
       process.stderr.write(`Cannot start: ${error.message}\n`);
       process.exit(1);
     }

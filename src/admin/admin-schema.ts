@@ -294,6 +294,12 @@ async function findMerchant(db: Queryable, merchantId: string) {
   return merchant;
 }
 
+/** The same function the key row's completion and the audit use (db/migrations/*_source_stored_once.sql). */
+async function requestWithoutSource(db: Queryable, payload: string): Promise<string> {
+  const rows = await db.$queryRaw<{ kept: string }[]>`SELECT request_without_source(${payload}) AS kept`;
+  return rows[0]?.kept ?? payload;
+}
+
 function toDeadLetter(row: {
   id: bigint;
   queue: string;
@@ -382,6 +388,9 @@ class AdminResolver {
     return {
       ...row,
       id: row.id.toString(),
+      // A key in flight still holds the raw request (recovery needs it); operators see it as the
+      // audit keeps it, with the card source replaced by its fingerprint.
+      requestPayload: await requestWithoutSource(context.db, row.requestPayload),
       lockToken: row.lockToken.toString(),
       attempts: attempts.map((attempt) => ({ ...attempt })),
     };

@@ -9,7 +9,8 @@
  *                       (replayed / in_progress / mismatch), decided in SQL, + the audit row
  *   takeOverStaleKeys   the completer's takeover of keys whose lease ran out long ago
  *   saveRecoveryPoint   STARTED → RESERVED (a refund's reservation) or → AUTHORIZED, under the lease
- *   completeKey         → COMPLETED with the stored response: charges, refunds and stored refusals
+ *   completeKey         → COMPLETED with the stored response: charges, refunds and stored refusals;
+ *                       the request payload loses its card source (only charges.source keeps it)
  *   releaseKey          clears the lease after a transient failure (row, id, fingerprint stay) + audit
  *   releaseReservedKey  a refund at RESERVED back to STARTED, lease cleared (the completer)
  *   releaseOrAbandon    the completer gives a key back, or marks an old one ABANDONED
@@ -40,13 +41,22 @@ interface KeyRow {
   first_request_at: string;
 }
 
-/** The audit row of an attempt, for each row `source` yields, in the statement that decided it. */
+/**
+ * The audit row of an attempt, for each row `source` yields, in the statement that decided it.
+ * Like every audit row it is compact and holds no card source (docs/security.md, "Audit and
+ * data"): the payload only for the key's first request ('created') and for a different one
+ * ('mismatch'), since every other attempt carries the first request again (same fingerprint);
+ * and that payload with the source replaced by its SHA-256 (`request_without_source`, defined in
+ * db/migrations/*_source_stored_once.sql; a CHECK refuses a source in the table).
+ */
 function auditStep(request: KeyedRequest, outcome: Sql, source: Sql): Sql {
   return sql`
     INSERT INTO idempotency_audit (merchant_id, key, operation, fingerprint, request_payload, outcome, answered_from)
     SELECT ${request.merchantId}, ${request.key}, ${request.operation}, ${request.fingerprint},
-           ${request.requestPayload}, ${outcome}, 'postgres'
-      FROM ${source}`;
+           CASE WHEN attempt.outcome IN ('created', 'mismatch')
+                THEN request_without_source(${request.requestPayload}) END,
+           attempt.outcome, 'postgres'
+      FROM (SELECT ${outcome} AS outcome FROM ${source}) AS attempt`;
 }
 
 /** A new lease: the token moves on (so the old holder is fenced out), on the database's clock. */
@@ -313,9 +323,12 @@ export async function completeKey(
   const state = await writeUnderLease(
     db,
     held,
+    // The raw request stays on the row only while recovery may need it (the completer finishes a
+    // charge from it); the completed row keeps it with the card source replaced by its SHA-256, so
+    // the source is stored once, on the charge (a CHECK refuses a completed row with a source).
     sql`state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL,
         response_status = ${response.status}, response_code = ${response.code}, response_body = ${response.body},
-        completed_at = now()`,
+        request_payload = request_without_source(request_payload), completed_at = now()`,
     followUp,
   );
   return state !== undefined;
@@ -467,13 +480,14 @@ function payloadOf(attempt: AuditedAttempt): string | null {
 
 /**
  * The audit rows of attempts answered from Redis alone, in one INSERT (answered_from 'redis').
- * Compact: the payload only when it differs from the first request's (src/idempotency/audit-buffer.ts).
+ * Compact: the payload only when it differs from the first request's (src/idempotency/audit-buffer.ts),
+ * and never with the card source (auditStep).
  */
 export async function writeAuditBatch(db: Queryable, attempts: readonly AuditedAttempt[]): Promise<void> {
   const column = <T>(pick: (attempt: AuditedAttempt) => T): T[] => attempts.map(pick);
   await db.$executeRaw`
     INSERT INTO idempotency_audit (merchant_id, key, operation, fingerprint, request_payload, outcome, answered_from)
-    SELECT merchant_id, key, operation, fingerprint, request_payload, outcome, 'redis'
+    SELECT merchant_id, key, operation, fingerprint, request_without_source(request_payload), outcome, 'redis'
     FROM unnest(${column((row) => row.request.merchantId)}::text[], ${column((row) => row.request.key)}::text[],
                 ${column((row) => row.request.operation)}::text[], ${column((row) => row.request.fingerprint)}::text[],
                 ${column(payloadOf)}::text[], ${column((row) => row.outcome)}::text[])

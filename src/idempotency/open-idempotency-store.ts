@@ -3,7 +3,7 @@
  * deployment's namespace), the wake-ups for waiting twins (Redis pub/sub, Postgres fallback),
  * and the Postgres truth. One call for the composition root.
  */
-import type { Config } from '../config';
+import type { NamespacedConfig } from '../platform/deployment-namespace';
 import type { Database } from '../platform/database';
 import type { Logger } from '../platform/logger';
 import type { IdempotencyMetrics } from './metrics';
@@ -16,7 +16,7 @@ import { RedisWithPostgresSignals } from './settled-signals';
 
 export interface IdempotencyStoreDependencies {
   readonly config: Pick<
-    Config,
+    NamespacedConfig,
     | 'databaseUrl'
     | 'redisKeyPrefix'
     | 'redisAnswerSecret'

@@ -48,7 +48,8 @@ export function postingsFor(event: LedgerEvent): Posting[] {
   return postings;
 }
 
-interface ApplyRow {
+/** What the apply statement says of one event (src/ledger/apply-batch.ts returns the same, per event). */
+export interface ApplyRow {
   agreed: number;
   inserted: number;
   seen: boolean;
@@ -122,6 +123,12 @@ export async function applyLedgerEvent(db: Database, event: LedgerEvent): Promis
            (SELECT count(*) FROM entries)::int AS entries`;
   const row = rows[0];
   invariant(row !== undefined, 'the apply statement returns one row');
+  return outcomeFromRow(event, row);
+}
+
+/** The outcome the apply statement's row gives for the event, or the refusal it stands for (thrown). */
+export function outcomeFromRow(event: LedgerEvent, row: ApplyRow): ApplyOutcome {
+  const postsToLedger = event.type !== 'charge.failed';
   if (row.inserted === 1) {
     invariant(row.posted === (postsToLedger ? 1 : 0), 'a new inbox row posts exactly when the event has an effect');
     return postsToLedger ? 'applied' : 'acknowledged';

@@ -9,6 +9,9 @@
  *      call site is held, the job is delayed (DelayedError, no attempt spent), one probe at a time;
  *   3. applyLedgerEvent: one Postgres statement (inbox row + balanced entries);
  *   4. after the commit, the done marker (it only ever says "done"; the inbox row is the truth).
+ * Jobs that run at once share round trips (src/ledger/coalescer.ts): their markers are read with
+ * one MGET and written in one pipeline, and their events applied in one statement
+ * (src/ledger/apply-batch.ts), each event with its own inbox row, outcome and failure.
  * Failures (src/ledger/failures.ts):
  *   - infrastructure (Postgres or Redis unreachable): the call site is held and the job delayed,
  *     spending no attempt and no budget token, however long the outage lasts;
@@ -23,6 +26,8 @@
  * the relay's sweeper publishes the event again, because it has no inbox row.
  */
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Cluster } from 'ioredis';
+import type pg from 'pg';
 import type { RedisClient } from '../platform/redis';
 import { GatewayError } from '../errors';
 import type { Database } from '../platform/database';
@@ -37,7 +42,9 @@ import {
   ledgerQueueName,
   type LedgerJobData,
 } from '../outbox/queue';
-import { applyLedgerEvent, ledgerConsumer, type ApplyOutcome } from './apply-event';
+import { ledgerConsumer, type ApplyOutcome } from './apply-event';
+import { createLedgerApplier } from './apply-batch';
+import { Coalescer } from './coalescer';
 import type { DeadLetters } from './dead-letters';
 import { classifyFailure, type ClassifiedFailure } from './failures';
 import { parseLedgerEvent, type LedgerEvent } from './ledger-event';
@@ -66,6 +73,11 @@ const doneMarkerValue = 'done';
  * as a dead letter. test/ledger/worker-killed.test.ts kills three workers holding one job.
  */
 export const stalledCountMaxDefault = 20;
+/**
+ * Apply statements on their way at once: two, so one batch forms while the other runs, and the
+ * worker holds at most two pooled connections for the ledger.
+ */
+const applyStatementsInFlightMax = 2;
 
 export interface LedgerWorkerOptions {
   readonly prefix: string;
@@ -94,6 +106,8 @@ export type HoldReason = 'infrastructure' | 'order' | 'budget';
 
 export interface LedgerWorkerDependencies {
   readonly db: Database;
+  /** The pool under `db`: batches of events go as one named prepared statement. */
+  readonly pool: pg.Pool;
   /** The blocking connection BullMQ needs (maxRetriesPerRequest: null). */
   readonly queueConnection: RedisClient;
   /** Fail-fast client for the done markers. */
@@ -119,11 +133,26 @@ export class LedgerWorker {
   private worker: Worker<LedgerJobData, JobOutcome> | undefined;
   /** Jobs this process is running, with their lock tokens: shutdown gives back what is left. */
   private readonly running = new Map<string, { job: LedgerJob; token: string | undefined }>();
+  private readonly apply: (event: LedgerEvent) => Promise<ApplyOutcome>;
+  private readonly doneMarkers: Coalescer<string, string | null>;
+  private readonly newDoneMarkers: Coalescer<string, 'OK'>;
 
   constructor(
     private readonly deps: LedgerWorkerDependencies,
     private readonly options: LedgerWorkerOptions,
-  ) {}
+  ) {
+    const batch = { batchSizeMax: Math.max(1, options.concurrency), inFlightMax: applyStatementsInFlightMax };
+    this.apply = createLedgerApplier(deps.db, deps.pool, batch);
+    this.doneMarkers = new Coalescer((keys) => readMarkers(deps.redis, keys), batch);
+    this.newDoneMarkers = new Coalescer(
+      (keys) =>
+        writeMarkers(
+          deps.redis,
+          keys.map((key) => [key, deps.signer.sign(doneMarkerPurpose, key, doneMarkerValue)]),
+        ),
+      batch,
+    );
+  }
 
   doneMarkerKey(eventUid: string): string {
     return `${this.options.redisKeyPrefix}:inbox:${ledgerConsumer}:{${jobIdFor(eventUid)}}`;
@@ -209,7 +238,7 @@ export class LedgerWorker {
       }
       if (this.options.bugFault === true) throw new Error('injected bug (FAULTS=ledger_bug)');
       if (this.options.hangFault === true) await holdUntilTheProcessDies();
-      const outcome = await applyLedgerEvent(this.deps.db, event);
+      const outcome = await this.apply(event);
       this.deps.onOutcome(outcome);
       await this.markDone(event.eventUid);
       await this.deps.admission.recordSuccess();
@@ -358,7 +387,7 @@ export class LedgerWorker {
     const key = this.doneMarkerKey(eventUid);
     let stored: string | null;
     try {
-      stored = await this.deps.redis.get(key);
+      stored = await this.doneMarkers.submit(key);
     } catch {
       return false; // Redis cannot say: the inbox will.
     }
@@ -370,10 +399,35 @@ export class LedgerWorker {
   }
 
   private async markDone(eventUid: string): Promise<void> {
-    const key = this.doneMarkerKey(eventUid);
-    const value = this.deps.signer.sign(doneMarkerPurpose, key, doneMarkerValue);
-    await this.deps.redis.set(key, value, 'EX', doneMarkerTtlSeconds).catch(() => undefined);
+    await this.newDoneMarkers.submit(this.doneMarkerKey(eventUid)).catch(() => undefined);
   }
+}
+
+/**
+ * Done markers of several events in one round trip. Each event's marker has a hash slot of its own
+ * (`{evt_<uid>}`), so on a Redis Cluster one MGET cannot span them: one GET each there.
+ */
+async function readMarkers(redis: RedisClient, keys: readonly string[]): Promise<(string | null)[]> {
+  if (redis instanceof Cluster) return Promise.all(keys.map((key) => redis.get(key)));
+  return redis.mget(...keys);
+}
+
+/** Writes the markers in one pipeline (one SET each on a Cluster, for the same reason). */
+async function writeMarkers(redis: RedisClient, markers: readonly [string, string][]): Promise<(Error | 'OK')[]> {
+  if (redis instanceof Cluster) {
+    return Promise.all(
+      markers.map(([key, value]) =>
+        redis.set(key, value, 'EX', doneMarkerTtlSeconds).then(
+          () => 'OK' as const,
+          (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+        ),
+      ),
+    );
+  }
+  const pipeline = redis.pipeline();
+  for (const [key, value] of markers) pipeline.set(key, value, 'EX', doneMarkerTtlSeconds);
+  const answers = (await pipeline.exec()) ?? [];
+  return markers.map((_, index) => answers[index]?.[0] ?? 'OK');
 }
 
 /** FAULTS=ledger_hang: never settles, so the job stays active (its lock renewed) until a kill. */

@@ -15,7 +15,8 @@ describe('configuration', () => {
       role: 'all',
       isProduction: false,
       metricsPort: 0,
-      queuePrefix: '{pgw}',
+      redisKeyPrefix: undefined,
+      queuePrefix: undefined,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

@@ -62,6 +62,7 @@ const expectedGrants: Record<string, string> = {
   admin_audit: 'INSERT, SELECT',
   charges: 'INSERT, SELECT, UPDATE(amount_refunded, amount_reserved)',
   dead_letters: 'INSERT, SELECT, UPDATE(replay_job_id, replayed_at)',
+  deployment_identity: 'SELECT',
   idempotency_audit: 'INSERT, SELECT',
   idempotency_keys: 'DELETE, INSERT, SELECT, UPDATE',
   idempotency_tombstones: 'DELETE, INSERT, SELECT, UPDATE',
