@@ -14,7 +14,7 @@
 import { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { jobIdFor, openLedgerQueue, type LedgerJobData } from '../../src/outbox/queue';
 import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
@@ -37,8 +37,14 @@ beforeAll(async () => {
   queue = openLedgerQueue(connection, { prefix: `{${environment.redisKeyPrefix}}`, attemptsMax: 5 });
   ensureBuilt();
 }, 300_000);
+// A test that failed while holding the lock must not block the next one.
+afterEach(async () => {
+  for (const holder of lockHolders.splice(0)) {
+    await holder.query('ROLLBACK').catch(() => undefined);
+    holder.release();
+  }
+});
 afterAll(async () => {
-  for (const holder of lockHolders) holder.release(true);
   for (const child of children) await child.kill('SIGKILL');
   for (const gateway of gateways) await gateway.stop();
   privateRedis?.signal('SIGCONT');
@@ -74,7 +80,10 @@ async function blockLedgerStatements(): Promise<() => Promise<void>> {
   lockHolders.push(holder);
   await holder.query('BEGIN');
   await holder.query('LOCK TABLE inbox_events IN SHARE MODE');
+  let released = false;
   return async () => {
+    if (released) return;
+    released = true;
     await holder.query('COMMIT');
     lockHolders.splice(lockHolders.indexOf(holder), 1);
     holder.release();
@@ -86,6 +95,19 @@ async function statementsWaitingOnTheLock(): Promise<number> {
     `SELECT count(*) FROM pg_stat_activity
       WHERE datname = $1 AND usename = 'payments_gateway' AND wait_event_type = 'Lock'`,
     [environment.database.name],
+  );
+}
+
+/**
+ * The worker holds `concurrency` jobs, and their ledger statements (the worker sends the events of
+ * jobs that run together in one or two statements) wait on the lock.
+ */
+async function waitForABatchInFlight(concurrency: number): Promise<void> {
+  await waitFor(
+    async () =>
+      (await queue.getJobCounts('active')).active === concurrency && (await statementsWaitingOnTheLock()) >= 1,
+    60_000,
+    'a batch in flight',
   );
 }
 
@@ -141,8 +163,7 @@ describe('a built worker under NODE_ENV=production, SIGTERMed mid-batch', () => 
       { built: true, readyTimeoutMs: 60_000 },
     );
     children.push(worker);
-    await waitFor(async () => (await statementsWaitingOnTheLock()) === concurrency, 60_000, 'a batch in flight');
-    expect((await queue.getJobCounts('active')).active).toBe(concurrency);
+    await waitForABatchInFlight(concurrency);
 
     const signalled = Date.now();
     worker.process.kill('SIGTERM');
@@ -178,7 +199,7 @@ describe('a built worker under NODE_ENV=production, SIGTERMed mid-batch', () => 
       { built: true, readyTimeoutMs: 60_000 },
     );
     children.push(worker);
-    await waitFor(async () => (await statementsWaitingOnTheLock()) === concurrency, 60_000, 'a batch in flight');
+    await waitForABatchInFlight(concurrency);
 
     const signalled = Date.now();
     worker.process.kill('SIGTERM');
