@@ -11,7 +11,9 @@
  * statements and commit boundaries, the design's floor and one transaction, at the same client
  * counts. Every ratio is taken inside this one run. It uses its own database and Redis prefix and
  * removes them. BENCH_SCENARIOS (e.g. `replay` or `new charge,pgbench`) runs only the scenarios
- * whose names start with one of its entries, to profile one path at a time.
+ * whose names start with one of its entries, to profile one path at a time. The gateway runs as it
+ * ships, `node dist/main.js` (built here when the sources are newer); BENCH_SOURCE=1 runs the
+ * sources under tsx instead, whose loader adds CPU and memory that production does not have.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -22,6 +24,7 @@ import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
 import { migrate, migrationUrls } from '../src/cli/migrate';
 import { gatewayRoleUrl } from '../src/platform/database-role';
+import { ensureBuilt } from '../scripts/harness/built';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { deleteKeysWithPrefix, freePort } from '../scripts/harness/redis';
 import { hasPgbench, runPgbench, type PgbenchShape } from './pgbench';
@@ -34,6 +37,9 @@ const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').m
 const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const replayKeyCount = 200;
+const fromSource = process.env.BENCH_SOURCE === '1';
+const gatewayPgbench = 'pgbench: gateway (3 commits)';
+const floorPgbench = 'pgbench: floor (3 commits)';
 const scenarioFilter = process.env.BENCH_SCENARIOS?.split(',').map((name) => name.trim());
 const selected = (scenario: string) =>
   scenarioFilter === undefined || scenarioFilter.some((name) => scenario.startsWith(name));
@@ -143,8 +149,9 @@ function pgbenchRows(databaseUrl: string, merchantId: string): Row[] {
     return [];
   }
   const allShapes: [PgbenchShape, string][] = [
-    ['gateway', 'pgbench: gateway (4 commits)'],
-    ['floor', 'pgbench: floor (3 commits)'],
+    ['gateway', gatewayPgbench],
+    ['floor', floorPgbench],
+    ['before', 'pgbench: before (4 commits)'],
     ['one transaction', 'pgbench: one transaction'],
   ];
   const shapes = allShapes.filter(([, scenario]) => selected(scenario));
@@ -191,8 +198,8 @@ function printRatios(rows: readonly Row[]): void {
     const newCharges = find('new charge', connections);
     process.stdout.write(
       `${String(connections).padStart(2)} connections: replays at ${percent(find('replay', connections), find('trivial mutation', connections))} ` +
-        `of a trivial Apollo mutation (target ≥ 70%); new charges at ${percent(newCharges, find('pgbench: gateway (4 commits)', connections))} ` +
-        `of pgbench on the gateway's own statements (target ≥ 50%), ${percent(newCharges, find('pgbench: floor (3 commits)', connections))} ` +
+        `of a trivial Apollo mutation (target ≥ 70%); new charges at ${percent(newCharges, find(gatewayPgbench, connections))} ` +
+        `of pgbench on the gateway's own statements (target ≥ 50%), ${percent(newCharges, find(floorPgbench, connections))} ` +
         `of the floor\n`,
     );
   }
@@ -228,6 +235,7 @@ async function completeReplayKeys(gateway: ChildGateway, authorization: string, 
 
 async function main(): Promise<void> {
   ensureWrk();
+  if (!fromSource) ensureBuilt();
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `pgw_bench_${suffix}`;
   const databaseUrl = databaseUrlFor(databaseName);
@@ -258,7 +266,11 @@ async function main(): Promise<void> {
         MERCHANT_RATE_PER_SECOND: '1000000',
       },
       // Node flags for the api process, e.g. --cpu-prof (NODE_OPTIONS refuses it).
-      { readyTimeoutMs: 300_000, nodeArguments: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean) },
+      {
+        readyTimeoutMs: 300_000,
+        built: !fromSource,
+        nodeArguments: (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+      },
     ); // a loaded machine (shared with test suites) starts it slowly
     cleanups.push(() => gateway.kill('SIGTERM'));
     const baseline = await startBaseline();

@@ -2,12 +2,15 @@
  * pgbench references for new charges, in charges per second (one script run is one charge), with
  * -M prepared (parsed once per connection, as a pool of prepared statements would) and one
  * connection per client for the whole run (no -C):
- *   - gateway: the gateway's own statements with its own commit boundaries, four commits per charge
- *     (src/idempotency/key-row.ts claimKey and saveRecoveryPoint, the simulated acquirer's
- *     INSERT in src/acquirer/simulated-acquirer.ts, src/charges/record-charge.ts);
+ *   - gateway: the gateway's own statements with its own commit boundaries, three commits per
+ *     charge (src/idempotency/key-row.ts claimKey with its tombstone check and audit row, the
+ *     simulated acquirer's INSERT in src/acquirer/simulated-acquirer.ts, src/charges/record-charge.ts
+ *     completing the key with the acquirer's answer);
+ *   - before: the same with the AUTHORIZED save (saveRecoveryPoint) the gateway committed
+ *     between the acquirer and the record until it was dropped: four commits;
  *   - floor: the fewest commits the recovery-point design needs, three: claim the key; the
  *     acquirer's authorization; charge + outbox event + key completion (with the acquirer's
- *     answer) in one statement;
+ *     answer) in one statement. The gateway's shape is the floor now;
  *   - one transaction: the same three statements in one commit, a ceiling no safe design reaches
  *     (the acquirer's call cannot sit inside a transaction).
  * Statements pass values from one to the next with \gset, as the gateway passes the key row.
@@ -18,7 +21,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import os from 'node:os';
 import path from 'node:path';
 
-export type PgbenchShape = 'gateway' | 'floor' | 'one transaction';
+export type PgbenchShape = 'gateway' | 'before' | 'floor' | 'one transaction';
 
 export interface PgbenchResult {
   readonly perSecond: number;
@@ -31,7 +34,8 @@ const key = `'pgb-' || :client_id || '-' || :k`;
 const claim = [
   `WITH inserted AS (`,
   `  INSERT INTO idempotency_keys (merchant_id, key, operation, fingerprint, request_payload, locked_until)`,
-  `  VALUES (:merchant, ${key}, 'createCharge', :fingerprint, :payload, now() + 15000 * interval '1 millisecond')`,
+  `  SELECT :merchant, ${key}, 'createCharge', :fingerprint, :payload, now() + 15000 * interval '1 millisecond'`,
+  `   WHERE NOT EXISTS (SELECT 1 FROM idempotency_tombstones t WHERE t.merchant_id = :merchant AND t.key = ${key})`,
   `  ON CONFLICT (merchant_id, key) DO NOTHING`,
   `  RETURNING id, lock_token, recovery_point, acquirer_result, request_payload, created_at`,
   `), audited AS (`,
@@ -82,8 +86,8 @@ export function pgbenchScript(shape: PgbenchShape): string {
   const lines = ['\\set k random(1, 1000000000000)'];
   if (shape === 'one transaction') lines.push('BEGIN;');
   lines.push(`${claim} \\gset`, authorize);
-  if (shape === 'gateway') lines.push(saveAuthorized);
-  lines.push(record(shape !== 'gateway'));
+  if (shape === 'before') lines.push(saveAuthorized);
+  lines.push(record(shape !== 'before'));
   if (shape === 'one transaction') lines.push('COMMIT;');
   return `${lines.join('\n')}\n`;
 }

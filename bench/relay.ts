@@ -8,13 +8,16 @@
  *   - p50 and p99 from an event's publish to its inbox row.
  * Own database and Redis prefix, removed at the end. BENCH_BACKLOG_EVENTS sets the backlog;
  * BENCH_RELAY_RUNS=uncapped skips the capped run; BENCH_NODE_ARGS (e.g. `--cpu-prof
- * --cpu-prof-dir=/tmp/prof`) is passed as node flags to the worker and the relay processes.
+ * --cpu-prof-dir=/tmp/prof`) is passed as node flags to the worker and the relay processes. They
+ * run as the gateway ships, `node dist/main.js` (built when the sources are newer); BENCH_SOURCE=1
+ * runs the sources under tsx.
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { migrate, migrationUrls } from '../src/cli/migrate';
 import { gatewayRoleUrl } from '../src/platform/database-role';
+import { ensureBuilt } from '../scripts/harness/built';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../scripts/harness/events';
 import { deleteKeysWithPrefix } from '../scripts/harness/redis';
@@ -24,6 +27,7 @@ const cap = Number(process.env.BENCH_RELAY_CAP ?? 2_000);
 const runs = (process.env.BENCH_RELAY_RUNS ?? 'uncapped,capped').split(',');
 // Node flags for the worker and relay (NODE_OPTIONS refuses --cpu-prof).
 const nodeArguments = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+const built = process.env.BENCH_SOURCE !== '1';
 // The owner creates and migrates the bench's database; the gateway runs as its own role.
 const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -86,13 +90,15 @@ async function drain(
   const children: ChildGateway[] = [];
   try {
     // Generous start deadlines: the machine is often shared with test suites.
-    children.push(await startChildGateway({ ...env, ROLE: 'worker' }, { readyTimeoutMs: 300_000, nodeArguments }));
+    children.push(
+      await startChildGateway({ ...env, ROLE: 'worker' }, { readyTimeoutMs: 300_000, nodeArguments, built }),
+    );
     const workerCpuAtStart = cpuSeconds(children[0]!.process.pid);
     const backendsAtStart = await backendCpu(pool);
     children.push(
       await startChildGateway(
         { ...env, ROLE: 'relay', RELAY_RATE_PER_SECOND: String(ratePerSecond) },
-        { readyTimeoutMs: 300_000, nodeArguments },
+        { readyTimeoutMs: 300_000, nodeArguments, built },
       ),
     );
     const relayCpuAtStart = cpuSeconds(children[1]!.process.pid);
@@ -149,6 +155,7 @@ async function drain(
 }
 
 async function main(): Promise<void> {
+  if (built) ensureBuilt();
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `pgw_bench_relay_${suffix}`;
   const redisKeyPrefix = `bench_relay_${suffix}`;

@@ -28,7 +28,6 @@ export type Role = (typeof roles)[number];
 /** Fault hooks for tests. Off unless named in FAULTS, and refused in production. */
 const faultNames = [
   'crash_after_acquirer',
-  'crash_after_authorized',
   'fail_after_charge_insert',
   'crash_after_publish',
   // An unexpected error (a bug) just before the charge is recorded: answered 500 INTERNAL.
@@ -412,8 +411,10 @@ const eventPath = {
   }),
   workerConcurrency: setting(integer(1, 1_000), {
     variable: 'WORKER_CONCURRENCY',
-    default: 16,
-    description: 'Jobs a worker process runs at once.',
+    // Jobs that run at once share one apply statement (src/ledger/apply-batch.ts), so more of them
+    // costs no more connections and makes each statement carry more events.
+    default: 64,
+    description: 'Jobs a worker process runs at once (they share apply statements: at most this many events each).',
   }),
   workerAttemptsMax: setting(integer(1, 100), {
     variable: 'WORKER_ATTEMPTS_MAX',

@@ -7,9 +7,14 @@
  * Resolves the key (IdempotencyStore: Redis, then the key's row), then, while this request holds
  * the lease, runs:
  *   STARTED     call the acquirer with `idem_<row id>` (no transaction open), then
- *               `saveRecoveryPoint` → AUTHORIZED (the answer saved on the key row)
- *   AUTHORIZED  `recordCharge`: one statement, key COMPLETED with the stored response + charge row
- *               + outbox event
+ *               `recordCharge`: one statement, key COMPLETED with the stored response and the
+ *               acquirer's answer + charge row + outbox event
+ *   AUTHORIZED  (a key saved there by an earlier version) `recordCharge` from the saved answer
+ * The acquirer's answer needs no commit of its own before the record: the acquirer is idempotent
+ * on `idem_<row id>`, so a process that dies after it answered leaves the key at STARTED, and
+ * whoever resumes it (the client's retry after the lease, or the completer, which looks the
+ * authorization up) gets the same authorization back. That saves one commit per charge
+ * (docs/benchmarks.md).
  * Rows written: idempotency_keys (through src/idempotency/key-row.ts only), charges, outbox_events;
  * the acquirer writes its own.
  * Outcomes: a stored response (created, resumed or replayed), or a GatewayError:
@@ -22,7 +27,6 @@
 import type { Fault } from '../config';
 import type { Acquirer, Authorization } from '../acquirer/acquirer';
 import type { IdempotencyStore } from '../idempotency/idempotency-store';
-import { saveRecoveryPoint } from '../idempotency/key-row';
 import {
   acquirerKeyFor,
   keyedRequest,
@@ -87,13 +91,17 @@ export class ChargeService {
   /** The charge's recovery points and what runs at each. */
   private phases(merchantId: string, input: CreateChargeInput, authorizationSource: AuthorizationSource): PhaseTable {
     return {
-      STARTED: (held) => this.authorizePhase(held, input, authorizationSource),
+      STARTED: (held) => this.authorizePhase(merchantId, held, input, authorizationSource),
       AUTHORIZED: (held) => this.recordPhase(merchantId, held, input),
     };
   }
 
-  /** STARTED → AUTHORIZED. The acquirer call happens here, with no transaction open. */
+  /**
+   * STARTED → COMPLETED. The acquirer call happens here, with no transaction open; its answer is
+   * recorded with the charge (see the header: no AUTHORIZED commit in between).
+   */
   private async authorizePhase(
+    merchantId: string,
     held: HeldKey,
     input: CreateChargeInput,
     authorizationSource: AuthorizationSource,
@@ -101,17 +109,28 @@ export class ChargeService {
     const authorization = await authorizationSource(held, input);
     if (authorization === null) return { wait: true };
     this.crashIf('crash_after_acquirer');
-    const next = await saveRecoveryPoint(this.deps.db, held, 'AUTHORIZED', JSON.stringify(authorization));
-    if (next === undefined) throw new LostLeaseError();
-    this.crashIf('crash_after_authorized');
-    return { next };
+    return this.record(merchantId, held, input, authorization);
   }
 
-  /** AUTHORIZED → COMPLETED: charge, outbox event and key completion in one statement. */
+  /** AUTHORIZED → COMPLETED, for a key an earlier version saved at AUTHORIZED. */
   private async recordPhase(merchantId: string, held: HeldKey, input: CreateChargeInput): Promise<PhaseResult> {
-    if (this.deps.faults.has('bug_before_record')) throw new TypeError('injected bug (bug_before_record)');
     if (held.acquirerResult === null) throw new Error('invariant violated: AUTHORIZED key without acquirer result');
-    const authorization = parseStoredJson(authorizationSchema, held.acquirerResult, 'authorization');
+    return this.record(
+      merchantId,
+      held,
+      input,
+      parseStoredJson(authorizationSchema, held.acquirerResult, 'authorization'),
+    );
+  }
+
+  /** Charge, outbox event and key completion (with the acquirer's answer) in one statement. */
+  private async record(
+    merchantId: string,
+    held: HeldKey,
+    input: CreateChargeInput,
+    authorization: Authorization,
+  ): Promise<PhaseResult> {
+    if (this.deps.faults.has('bug_before_record')) throw new TypeError('injected bug (bug_before_record)');
     const snapshot: ChargeSnapshot = {
       id: newChargeId(),
       amount: input.amount,
@@ -133,6 +152,7 @@ export class ChargeService {
       snapshot,
       source: input.source,
       authorizationId: authorization.approved ? authorization.authorizationId : null,
+      acquirerResult: JSON.stringify(authorization),
     };
     const recorded = this.deps.faults.has('fail_after_charge_insert')
       ? await this.recordThenFail(held, record, response)

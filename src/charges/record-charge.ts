@@ -2,7 +2,7 @@
  * The one write that records a charge: the key's completion (src/idempotency/key-row.ts,
  * `completeKey`, fenced by the lease's lock token) with the charge's own rows as its follow-up,
  * in a single SQL statement (so, one transaction, one round trip):
- *   1. the key COMPLETED with the stored response, only under our lease;
+ *   1. the key COMPLETED with the stored response and the acquirer's answer, only under our lease;
  *   2. the charge row, only if (1) matched (its `idempotency_key_id` is the completed key);
  *   3. its outbox event, only if (2) inserted.
  * Either all three rows change or none does. Returns false when the lease was lost: another
@@ -19,6 +19,8 @@ export interface ChargeRecord {
   readonly snapshot: ChargeSnapshot;
   readonly source: string;
   readonly authorizationId: string | null;
+  /** The acquirer's answer as JSON, kept on the key row (as AUTHORIZED kept it before). */
+  readonly acquirerResult?: string;
 }
 
 export function recordCharge(
@@ -27,7 +29,7 @@ export function recordCharge(
   charge: ChargeRecord,
   response: StoredResponse,
 ): Promise<boolean> {
-  return completeKey(db, held, response, chargeRows(charge));
+  return completeKey(db, held, response, chargeRows(charge), charge.acquirerResult);
 }
 
 /** The charge row and its outbox event, written for the key row the completion just wrote. */

@@ -319,14 +319,17 @@ export async function completeKey(
   held: HeldKey,
   response: StoredResponse,
   followUp?: FollowUp,
+  acquirerResult?: string,
 ): Promise<boolean> {
+  // A charge saves the acquirer's answer here, with its completion, instead of in an AUTHORIZED commit.
+  const answer = acquirerResult === undefined ? noSql : sql`acquirer_result = ${acquirerResult},`;
   const state = await writeUnderLease(
     db,
     held,
     // The raw request stays on the row only while recovery may need it (the completer finishes a
     // charge from it); the completed row keeps it with the card source replaced by its SHA-256, so
     // the source is stored once, on the charge (a CHECK refuses a completed row with a source).
-    sql`state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL,
+    sql`state = 'COMPLETED', recovery_point = 'COMPLETED', locked_until = NULL, ${answer}
         response_status = ${response.status}, response_code = ${response.code}, response_body = ${response.body},
         request_payload = request_without_source(request_payload), completed_at = now()`,
     followUp,

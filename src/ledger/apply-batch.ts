@@ -150,11 +150,10 @@ export function createLedgerApplier(
 ): (event: LedgerEvent) => Promise<ApplyOutcome> {
   const coalescer = new Coalescer<LedgerEvent, ApplyOutcome>(
     async (events) => {
-      if (events.length === 1) return [await applyLedgerEvent(db, events[0]!)];
       try {
         return await applyLedgerEvents(pool, events);
       } catch (error) {
-        if (isInfrastructureError(error)) throw error;
+        if (isInfrastructureError(error) || events.length === 1) throw error;
         // Not Postgres being away: find the event at fault by applying each on its own.
         return Promise.all(
           events.map((event) => applyLedgerEvent(db, event).catch((failure: unknown) => asError(failure))),

@@ -27,8 +27,9 @@ describe('when recording the charge fails after the charge row was inserted', ()
     const { rows } = await environment.database.pool.query(
       "SELECT id::text, state, recovery_point, locked_until FROM idempotency_keys WHERE key = 'rollback-1'",
     );
+    // Released at STARTED: the acquirer's answer is recorded only with the charge, which rolled back.
     expect(rows).toEqual([
-      { id: expect.any(String), state: 'IN_PROGRESS', recovery_point: 'AUTHORIZED', locked_until: null },
+      { id: expect.any(String), state: 'IN_PROGRESS', recovery_point: 'STARTED', locked_until: null },
     ]);
     expect(
       await environment.database.count(

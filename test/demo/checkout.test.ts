@@ -1,6 +1,6 @@
 /**
  * The /demo checkout page in a real browser (Debian's Chromium, driven by playwright-core):
- * double clicks, five fast clicks, a lost response, a decline and a reload mid-checkout each end
+ * double clicks (also 100 ms apart: one charge id shown, no 409), five fast clicks, a lost response, a decline and a reload mid-checkout each end
  * in one charge, counted in the database. Each test saves a screenshot to test-artifacts/.
  *
  * No fixed sleeps (docs/testing.md): a test clicks only once the page's script is ready, and
@@ -147,6 +147,45 @@ describe('the checkout page', () => {
     await waitForKeysFinished();
     expect(await charges()).toBe(before + 1);
     expect(await page.locator('#charge').count()).toBe(1);
+  });
+
+  it('shows one charge id for two clicks 100 ms apart on a slow card, and no 409 reaches the page', async () => {
+    const before = await charges();
+    const page = await openCheckout(1_106, 'tok_slow');
+    // Record every charge id and message the page shows, then click twice 100 ms apart in the
+    // page itself (a gap the browser keeps even when the test runner is slow; tok_slow takes 800 ms).
+    await page.evaluate(() => {
+      const shown = { chargeIds: [] as string[], messages: [] as string[] };
+      Object.assign(window, { shown });
+      const charge = document.getElementById('charge')!;
+      const message = document.getElementById('message')!;
+      new MutationObserver(() => {
+        if (charge.dataset.chargeId !== undefined) shown.chargeIds.push(charge.dataset.chargeId);
+        shown.messages.push(message.textContent ?? '');
+      }).observe(document.body, { subtree: true, childList: true, attributes: true, characterData: true });
+      const pay = document.getElementById('pay')!;
+      pay.click();
+      setTimeout(() => pay.click(), 100);
+    });
+    expect(await outcome()).toBe('approved');
+    await waitForLastAttempts(page, 2);
+    await waitForKeysFinished();
+
+    const shown = await page.evaluate(
+      () => (window as unknown as { shown: { chargeIds: string[]; messages: string[] } }).shown,
+    );
+    // Both answers name one charge: the second click waited on the server for the first.
+    expect(new Set(shown.chargeIds).size).toBe(1);
+    expect(shown.messages.some((text) => text.includes('still being processed'))).toBe(false);
+    const attempts = await page
+      .locator('#attempts tr')
+      .evaluateAll((rows) =>
+        rows.map((row) => Array.from(row.querySelectorAll('td'), (cell) => cell.textContent ?? '')),
+      );
+    // One attempt per click, each a 200: no 409 reached the client, so it had nothing to retry.
+    expect(attempts.map((cells) => cells[3])).toEqual(['200', '200']);
+    expect(attempts.map((cells) => cells[5]).sort()).toEqual(['no', 'yes']);
+    expect(await charges()).toBe(before + 1);
   });
 
   it('turns five fast clicks into one charge', async () => {

@@ -8,7 +8,7 @@ import { startGateway, type Gateway } from '../../src/gateway';
 import { createLogger } from '../../src/platform/logger';
 import { createMerchant } from '../../src/merchants/merchants';
 import { createTestDatabase, type TestDatabase } from './database';
-import { deleteKeysWithPrefix, newKeyPrefix } from '../../scripts/harness/redis';
+import { deleteKeysWithPrefix, newKeyPrefix, startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 
 export interface TestEnvironment {
   readonly database: TestDatabase;
@@ -79,4 +79,28 @@ export async function startTestGateway(
     merchantId: merchant.id,
     newMerchant,
   }) as TestGateway;
+}
+
+/** A gateway whose Redis is a private redis-server that the test may stop (never the shared one). */
+export interface PrivateRedisGateway {
+  readonly redis: PrivateRedis;
+  readonly environment: TestEnvironment;
+  readonly gateway: TestGateway;
+  stop(): Promise<void>;
+}
+
+export async function startGatewayOnPrivateRedis(overrides: Record<string, string> = {}): Promise<PrivateRedisGateway> {
+  const redis = await startPrivateRedis();
+  const environment = await createTestEnvironment({ redisUrl: redis.url });
+  const gateway = await startTestGateway(environment, overrides);
+  return {
+    redis,
+    environment,
+    gateway,
+    async stop() {
+      await gateway.stop();
+      await redis.stop();
+      await environment.cleanup();
+    },
+  };
 }

@@ -1,4 +1,5 @@
 /** Plain HTTP calls to the gateway, returning status, headers and the parsed body. */
+import { expect } from 'vitest';
 
 export interface GraphqlAnswer<Data = Record<string, unknown>> {
   readonly status: number;
@@ -59,4 +60,13 @@ export function createCharge(
       ...options.headers,
     },
   );
+}
+
+/** Checks a 503 TRANSIENT_FAILURE that says when to retry; returns its Retry-After in seconds. */
+export function expectTransientFailure<Data>(answer: GraphqlAnswer<Data>): number {
+  expect(answer.status).toBe(503);
+  expect(answer.body.errors?.[0]?.extensions?.code).toBe('TRANSIENT_FAILURE');
+  const retryAfterSeconds = Number(answer.headers.get('retry-after'));
+  expect(retryAfterSeconds).toBeGreaterThanOrEqual(1);
+  return retryAfterSeconds;
 }

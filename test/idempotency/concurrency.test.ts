@@ -3,9 +3,16 @@
  * with its key deleted between requests, and with Redis stopped.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
+import {
+  createTestEnvironment,
+  startGatewayOnPrivateRedis,
+  startTestGateway,
+  type PrivateRedisGateway,
+  type TestEnvironment,
+  type TestGateway,
+} from '../helpers/gateway';
 import { createCharge, type GraphqlAnswer } from '../helpers/http';
-import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
+import type { PrivateRedis } from '../../scripts/harness/redis';
 import { waitFor } from '../helpers/ledger';
 
 type ChargeAnswer = GraphqlAnswer<{ createCharge: Record<string, unknown> | null }>;
@@ -90,18 +97,16 @@ describe('with Redis answering', () => {
 });
 
 describe('with Redis stopped', () => {
+  let running: PrivateRedisGateway;
   let redis: PrivateRedis;
   let environment: TestEnvironment;
   let gateway: TestGateway;
   beforeAll(async () => {
-    redis = await startPrivateRedis();
-    environment = await createTestEnvironment({ redisUrl: redis.url });
-    gateway = await startTestGateway(environment, { ROLE: 'api' });
+    running = await startGatewayOnPrivateRedis({ ROLE: 'api' });
+    ({ redis, environment, gateway } = running);
   });
   afterAll(async () => {
-    await gateway?.stop();
-    await redis?.stop();
-    await environment?.cleanup();
+    await running?.stop();
   });
 
   // A copy may wait for its in-flight twin (IDEMPOTENCY_IN_FLIGHT_WAIT_MS, 2 s by default, woken

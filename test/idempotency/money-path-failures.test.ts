@@ -1,7 +1,8 @@
 /**
  * Regression tests for issue 10, "correct answers under every failure on the money path", each
  * over HTTP against a running gateway: unstorable input, infrastructure failures at each step,
- * duplicated headers, stored refusals, forged Redis answers, Redis TTLs and tombstones.
+ * duplicated headers, stored refusals, forged Redis answers, Redis TTLs, tombstones and the
+ * acquirer pool's timeouts. Real outages (Postgres or Redis stopped) are in real-outages.test.ts.
  */
 import http from 'node:http';
 import pg from 'pg';
@@ -10,8 +11,9 @@ import { purgeExpiredIdempotencyKeys } from '../../src/idempotency/key-row';
 import { refundChargeInputSchema } from '../../src/charges/validation';
 import { keyedRequest } from '../../src/idempotency/types';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
-import { createCharge, postGraphql, type ChargeInputForTest } from '../helpers/http';
+import { createCharge, expectTransientFailure, postGraphql, type ChargeInputForTest } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
+import { authorizationsForKey, chargesForKey } from '../helpers/money-rows';
 
 let environment: TestEnvironment;
 let gateway: TestGateway;
@@ -190,17 +192,10 @@ describe('when the database holds a lock past lock_timeout', () => {
     const answer = await whileLocked('LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE', () =>
       createCharge(gateway.url, gateway.apiKey, key, visa),
     );
-    expect(answer.status).toBe(503);
-    expect(answer.body.errors?.[0]?.extensions?.code).toBe('TRANSIENT_FAILURE');
-    expect(answer.headers.get('retry-after')).toBe('1');
+    expect(expectTransientFailure(answer)).toBe(1);
     const retry = await createCharge(gateway.url, gateway.apiKey, key, visa);
     expect(retry.status).toBe(200);
-    expect(
-      await count(
-        'SELECT count(*) FROM charges c JOIN idempotency_keys k ON k.id = c.idempotency_key_id WHERE k.key = $1',
-        [key],
-      ),
-    ).toBe(1);
+    expect(await chargesForKey(environment.database, key)).toBe(1);
   });
 
   it('answers 503 during the refund’s check that the charge is visible', async () => {
@@ -208,9 +203,7 @@ describe('when the database holds a lock past lock_timeout', () => {
     const answer = await whileLocked('LOCK TABLE charges IN ACCESS EXCLUSIVE MODE', () =>
       refund(newKey(), { chargeId, amount: 1 }),
     );
-    expect(answer.status).toBe(503);
-    expect(answer.body.errors?.[0]?.extensions?.code).toBe('TRANSIENT_FAILURE');
-    expect(Number(answer.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expectTransientFailure(answer);
   });
 
   it('answers 503 during authentication', async () => {
@@ -218,9 +211,7 @@ describe('when the database holds a lock past lock_timeout', () => {
     const answer = await whileLocked('LOCK TABLE merchants IN ACCESS EXCLUSIVE MODE', () =>
       createCharge(gateway.url, merchant.apiKey, newKey(), visa),
     );
-    expect(answer.status).toBe(503);
-    expect(answer.body.errors?.[0]?.extensions?.code).toBe('TRANSIENT_FAILURE');
-    expect(answer.headers.get('retry-after')).toBe('1');
+    expect(expectTransientFailure(answer)).toBe(1);
   });
 });
 
@@ -331,5 +322,29 @@ describe('when a refund was left at RESERVED and the acquirer never saw it', () 
     const rest = await refund(newKey(), { chargeId });
     expect(rest.body.data?.refundCharge).toMatchObject({ amount: 1000, status: 'SUCCEEDED' });
     expect(await count("SELECT count(*) FROM acquirer_authorizations WHERE kind = 'refund'")).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('when the acquirer’s table is locked past the acquirer’s timeout', () => {
+  it('answers 503 with Retry-After, its pool gives the statement up (no session left waiting), and the retry charges once', async () => {
+    const key = newKey();
+    const waitingAcquirerSessions = () =>
+      count(
+        `SELECT count(*) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'simulated-acquirer' AND wait_event_type = 'Lock'`,
+      );
+    const answer = await whileLocked('LOCK TABLE acquirer_authorizations IN ACCESS EXCLUSIVE MODE', async () => {
+      const during = await createCharge(gateway.url, gateway.apiKey, key, visa);
+      // Still locked: without the pool's lock_timeout its session would wait here for as long as
+      // the lock is held, holding a connection nobody waits for.
+      await waitFor(async () => (await waitingAcquirerSessions()) === 0, 10_000, 'the acquirer to stop waiting');
+      return during;
+    });
+    expect(expectTransientFailure(answer)).toBe(1);
+
+    const retry = await createCharge(gateway.url, gateway.apiKey, key, visa);
+    expect(retry.status).toBe(200);
+    expect(await chargesForKey(environment.database, key)).toBe(1);
+    expect(await authorizationsForKey(environment.database, key)).toBe(1);
   });
 });
