@@ -22,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
-import { migrate } from '../src/cli/migrate';
+import { migrate, migrationUrls } from '../src/cli/migrate';
+import { gatewayRoleUrl } from '../src/platform/database-role';
 import { ensureBuilt } from '../scripts/harness/built';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { deleteKeysWithPrefix, freePort } from '../scripts/harness/redis';
@@ -32,7 +33,8 @@ import { ensureWrk, runWrk, type WrkLoad, type WrkResult } from './wrk';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const seconds = Number(process.env.BENCH_SECONDS ?? 10);
 const connectionCounts = (process.env.BENCH_CONNECTIONS ?? '16,64').split(',').map(Number);
-const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
+// The owner creates and migrates the bench's database; the gateway runs as its own role.
+const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const replayKeyCount = 200;
 const fromSource = process.env.BENCH_SOURCE === '1';
@@ -246,7 +248,7 @@ async function main(): Promise<void> {
     const { merchantId, apiKey } = await prepare(databaseUrl);
     const gateway = await startChildGateway(
       {
-        DATABASE_URL: databaseUrl,
+        DATABASE_URL: gatewayRoleUrl(databaseUrl),
         REDIS_URL: redisUrl,
         REDIS_KEY_PREFIX: redisKeyPrefix,
         ROLE: 'api',

@@ -15,7 +15,8 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { migrate } from '../src/cli/migrate';
+import { migrate, migrationUrls } from '../src/cli/migrate';
+import { gatewayRoleUrl } from '../src/platform/database-role';
 import { ensureBuilt } from '../scripts/harness/built';
 import { startChildGateway, type ChildGateway } from '../scripts/harness/child-gateway';
 import { insertChargeEvents, insertMerchant } from '../scripts/harness/events';
@@ -27,7 +28,8 @@ const runs = (process.env.BENCH_RELAY_RUNS ?? 'uncapped,capped').split(',');
 // Node flags for the worker and relay (NODE_OPTIONS refuses --cpu-prof).
 const nodeArguments = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const built = process.env.BENCH_SOURCE !== '1';
-const serverUrl = process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
+// The owner creates and migrates the bench's database; the gateway runs as its own role.
+const serverUrl = migrationUrls().ownerUrl;
 const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 function databaseUrlFor(name: string): string {
@@ -165,7 +167,7 @@ async function main(): Promise<void> {
     process.env.MIGRATE_QUIET = '1';
     migrate(databaseUrlFor(databaseName));
     const env = {
-      DATABASE_URL: databaseUrlFor(databaseName),
+      DATABASE_URL: gatewayRoleUrl(databaseUrlFor(databaseName)),
       REDIS_URL: redisUrl,
       REDIS_KEY_PREFIX: redisKeyPrefix,
       LOG_LEVEL: 'warn',

@@ -5,12 +5,17 @@
  * api behind a proxy that loses responses for real. Logical charge operations go through the
  * client SDK while faults are injected: duplicate sends of one key, concurrent pairs of one key on
  * different api processes, lost responses, a relay killed after publishing and before marking
- * (then restarted), a worker killed mid-job (then restarted), and the Redis idempotency and inbox
- * keys deleted mid-run.
+ * (then restarted), a worker SIGKILLed again and again (each time restarted), the Redis
+ * idempotency and inbox keys deleted mid-run, a Postgres outage (its own private cluster, stopped
+ * for PROOF_POSTGRES_OUTAGE_MS and started again) and a Redis restart that loses everything after
+ * the relay published (its own private redis-server, killed and started empty: the sweeper
+ * publishes the lost events again).
  *
  * Counters come from every process's /metrics (each scraped before it is killed: counters die with
  * their process); the verdict comes from Postgres. It exits non-zero unless applied effects =
- * charges = logical operations and the ledger balances.
+ * charges = logical operations, the ledger balances, and reconciliation from facts is healthy
+ * (each fact empty: unapplied events, authorizations without a charge, acquirer refunds without
+ * a refund, stuck reservations).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -21,9 +26,12 @@ import pg from 'pg';
 import { GatewayClient, MemoryTokenBucketStore, RetryBudget, type AttemptRecord } from '@payments-gateway/client';
 import { createMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
+import { reconcileFully, reconciliationFactKinds } from '../src/admin/reconciliation';
+import { startPrivatePostgres, type PrivatePostgres } from './harness/private-postgres';
+import { gatewayRoleUrl } from '../src/platform/database-role';
 import { startChildGateway, type ChildGateway } from './harness/child-gateway';
 import { startLossyProxy, type LossyProxy } from './harness/lossy-proxy';
-import { deleteKeysWithPrefix } from './harness/redis';
+import { startPrivateRedis, type PrivateRedis } from './harness/redis';
 import { migrate } from '../src/cli/migrate';
 import { jobIdFor, openLedgerQueue } from '../src/outbox/queue';
 
@@ -31,8 +39,8 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 
 export interface ProofOptions {
   readonly operations: number;
-  readonly databaseUrl?: string;
-  readonly redisUrl?: string;
+  /** How long Postgres stays down mid-run (PROOF_POSTGRES_OUTAGE_MS): longer than all retries take. */
+  readonly postgresOutageMs?: number;
   readonly concurrency?: number;
   readonly log?: (line: string) => void;
   readonly transcriptPath?: string;
@@ -139,10 +147,26 @@ async function waitUntil(condition: () => Promise<boolean>, timeoutMs: number, w
   }
 }
 
+/** The proof stops its Postgres and Redis for real, so it runs its own of each. */
 export async function runProof(options: ProofOptions): Promise<ProofResult> {
+  const [postgres, privateRedis] = await Promise.all([startPrivatePostgres(), startPrivateRedis()]);
+  try {
+    return await runProofOn(postgres, privateRedis, options);
+  } finally {
+    // A cleanup failure must not hide what the proof found.
+    await privateRedis.stop().catch(() => undefined);
+    await postgres.destroy().catch((error: unknown) => process.stderr.write(`proof: cleanup: ${String(error)}\n`));
+  }
+}
+
+async function runProofOn(
+  postgres: PrivatePostgres,
+  privateRedis: PrivateRedis,
+  options: ProofOptions,
+): Promise<ProofResult> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const serverUrl = options.databaseUrl ?? process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments';
-  const redisUrl = options.redisUrl ?? process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const serverUrl = postgres.url;
+  const redisUrl = privateRedis.url;
   const suffix = randomBytes(4).toString('hex');
   const databaseName = `pgw_proof_${suffix}`;
   const databaseUrl = new URL(serverUrl);
@@ -151,10 +175,14 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
   const admin = new pg.Client({
     connectionString: Object.assign(new URL(serverUrl), { pathname: '/postgres' }).toString(),
   });
+  // Its connection dies with the Postgres outage; nothing is asked of it until the end.
+  admin.on('error', () => undefined);
   await admin.connect();
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 });
+  redis.on('error', () => undefined);
   const fleet = new Fleet({
-    DATABASE_URL: databaseUrl.toString(),
+    // The gateways connect as their least-privilege role; the proof's own reads use the owner.
+    DATABASE_URL: gatewayRoleUrl(databaseUrl.toString()),
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: redisKeyPrefix,
     NODE_ENV: 'test',
@@ -170,16 +198,22 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     COMPLETER_INTERVAL_MS: '1000',
     COMPLETER_GRACE_MS: '2000',
     MERCHANT_RATE_PER_SECOND: '1000000',
+    // Jobs Redis loses after publishing are published again this long after; the default minute
+    // would only make the run longer.
+    SWEEPER_GRACE_MS: '5000',
+    SWEEPER_INTERVAL_MS: '1000',
+    RETRY_BUDGET_EMPTY_DELAY_MS: '500',
   });
   const proxies: LossyProxy[] = [];
   const database = new pg.Pool({ connectionString: databaseUrl.toString(), max: 2 });
+  database.on('error', () => undefined);
   const count = async (sql: string) => Number((await database.query<{ count: string }>(sql)).rows[0]?.count ?? 0);
   try {
     await admin.query(`CREATE DATABASE ${databaseName}`);
     process.env.MIGRATE_QUIET = '1';
     migrate(databaseUrl.toString());
     const handle = openDatabase({
-      databaseUrl: databaseUrl.toString(),
+      databaseUrl: gatewayRoleUrl(databaseUrl.toString()),
       databasePoolSizeMax: 1,
       databaseStatementTimeoutMs: 5_000,
       databaseLockTimeoutMs: 2_000,
@@ -225,7 +259,8 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
           apiKey,
           budget,
           transcript: (record) => transcript.push(record),
-          retry: { attemptsMax: 12, baseMs: 50, capMs: 2_000, timeoutMs: 5_000 },
+          // Enough attempts to outlast the Postgres outage (503 with Retry-After) with room to spare.
+          retry: { attemptsMax: 30, baseMs: 50, capMs: 2_000, timeoutMs: 5_000 },
         }),
     );
     const kinds = { single: 0, duplicateSend: 0, concurrentPair: 0 };
@@ -254,6 +289,63 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     };
 
     let redeliveries = 0;
+    let workerKills = 0;
+    // A kill waits for the previous restart (a cold start takes seconds on a loaded machine), so
+    // each kill hits a worker that runs.
+    let workerRestarted: Promise<unknown> = Promise.resolve();
+    const killWorker = async () => {
+      await workerRestarted;
+      await fleet.kill('worker-1');
+      workerKills += 1;
+      log(`proof: killed worker-1 (SIGKILL) mid-run, kill ${workerKills}; restarting it`);
+      workerRestarted = fleet.start('worker-1', { ROLE: 'worker' });
+      await workerRestarted;
+    };
+    /**
+     * Freezes both workers (SIGSTOP) until the relay has published everything written so far, so
+     * the fault that follows meets jobs published and not yet applied; thaws them after `fault`.
+     */
+    const unappliedPublished = () =>
+      count(
+        "SELECT count(*) FROM outbox_events o WHERE published_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inbox_events i WHERE i.consumer = 'ledger' AND i.event_uid = o.event_uid)",
+      );
+    const withBacklog = async (fault: (backlog: number) => Promise<void>) => {
+      await workerRestarted;
+      const workers = ['worker-1', 'worker-2'].map((name) => fleet.get(name).process);
+      for (const worker of workers) worker.kill('SIGSTOP');
+      try {
+        // Operations go on in the other lanes: wait until some of their events are published
+        // (the workers frozen, none is applied), or go on with what there is after 20 s.
+        const frozenAt = Date.now();
+        await waitUntil(async () => (await unappliedPublished()) >= 5, 20_000, 'a backlog').catch((error: unknown) =>
+          log(`proof: no backlog after ${Date.now() - frozenAt} ms with the workers frozen (${String(error)})`),
+        );
+        await fault(await unappliedPublished());
+      } finally {
+        for (const worker of workers) worker.kill('SIGCONT');
+      }
+    };
+    const outageMs = options.postgresOutageMs ?? 6_000;
+    let outageBacklog = 0;
+    const postgresOutage = () =>
+      withBacklog(async (backlog) => {
+        outageBacklog = backlog;
+        await postgres.stop('fast');
+        log(`proof: stopped Postgres (pg_ctl stop -m fast) for ${outageMs} ms, ${backlog} published events unapplied`);
+        // The workers wake into the outage: their jobs are held, not spent.
+        for (const name of ['worker-1', 'worker-2']) fleet.get(name).process.kill('SIGCONT');
+        await new Promise((resolve) => setTimeout(resolve, outageMs));
+        await postgres.start();
+        log('proof: started Postgres again');
+      });
+    let redisLost = 0;
+    const redisRestartAfterPublish = () =>
+      withBacklog(async (backlog) => {
+        redisLost = backlog;
+        await privateRedis.stop();
+        await privateRedis.start();
+        log(`proof: restarted Redis empty; its ${backlog} published, unapplied jobs are gone`);
+      });
     const concurrency = options.concurrency ?? 16;
     let nextIndex = 0;
     let completed = 0;
@@ -266,14 +358,11 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
           log(`proof: deleted ${deleted} idempotency and ${inbox} inbox keys from Redis`);
         },
       ],
-      [
-        Math.floor(options.operations * 0.5),
-        async () => {
-          await fleet.kill('worker-1');
-          log('proof: killed worker-1 (SIGKILL) mid-run; restarting it');
-          await fleet.start('worker-1', { ROLE: 'worker' });
-        },
-      ],
+      [Math.floor(options.operations * 0.2), killWorker],
+      [Math.floor(options.operations * 0.4), postgresOutage],
+      [Math.floor(options.operations * 0.5), killWorker],
+      [Math.floor(options.operations * 0.55), redisRestartAfterPublish],
+      [Math.floor(options.operations * 0.8), killWorker],
       [
         Math.floor(options.operations * 0.6),
         async () => {
@@ -309,13 +398,16 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     ]);
     const startedAt = Date.now();
     const failures: string[] = [];
+    let faults: Promise<void> = Promise.resolve();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
         while (nextIndex < options.operations) {
           const index = nextIndex++;
           await runOperation(index).catch((error: unknown) => failures.push(`op ${index}: ${String(error)}`));
           completed += 1;
-          await milestones.get(completed)?.();
+          // One fault at a time: the lanes go on, but a milestone waits for the one before it.
+          const milestone = milestones.get(completed);
+          if (milestone !== undefined) await (faults = faults.then(milestone));
         }
       }),
     );
@@ -361,6 +453,8 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
              FROM charges c WHERE c.status = 'SUCCEEDED' GROUP BY 1, 2) x WHERE expected IS DISTINCT FROM balance`,
       ),
     };
+    const facts = await reconcileFromFacts(databaseUrl.toString());
+    const deadLetters = await count('SELECT count(*) FROM dead_letters');
     const published = fleet.counter('relay_published_events_total');
     const retries = transcript.filter((record) => record.attempt > 1);
     const delays = retries.map((record) => record.delayMs).sort((a, b) => a - b);
@@ -384,6 +478,16 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
       'ledger effects applied (metrics)': fleet.counter('ledger_effects_applied_total'),
       'ledger transactions (Postgres)': reconciliation.ledgerTransactions,
       'ledger balanced': reconciliation.unbalanced === 0 && reconciliation.balanceMismatch === 0 ? 'yes' : 'NO',
+      'worker SIGKILLs (each restarted)': workerKills,
+      'Postgres outage (private cluster), ms / published events unapplied': `${outageMs} / ${outageBacklog}`,
+      '  ledger jobs held meanwhile (no attempt spent)': fleet.counter(
+        'ledger_jobs_held_total{reason="infrastructure"}',
+      ),
+      'Redis restarted empty after publish: unapplied events lost': redisLost,
+      '  republished by the sweeper': sumBy(fleet.counters, 'outbox_republished_total'),
+      'dead letters': deadLetters,
+      'reconciliation from facts (grace 0)': facts.healthy ? 'healthy' : 'UNHEALTHY',
+      ...Object.fromEntries(reconciliationFactKinds.map((kind) => [`  ${kind}`, facts[kind].length])),
       'retry delay ms min / median / p90 / max': `${delays[0] ?? 0} / ${percentile(delays, 0.5)} / ${percentile(delays, 0.9)} / ${delays.at(-1) ?? 0}`,
       'retry delays distinct': `${new Set(delays).size} of ${delays.length} (${percent(new Set(delays).size, delays.length)})`,
       'retries after a Retry-After (all waited at least it)': retries.filter(
@@ -408,6 +512,12 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
         ? []
         : ['the ledger does not balance']),
       ...(retryAfterViolations === 0 ? [] : [`${retryAfterViolations} retries did not wait Retry-After`]),
+      ...(deadLetters === 0 ? [] : [`${deadLetters} dead letters`]),
+      ...(facts.healthy
+        ? []
+        : [
+            `reconciliation unhealthy: ${reconciliationFactKinds.map((kind) => `${kind} ${facts[kind].length}`).join(', ')}`,
+          ]),
     ];
     if (options.transcriptPath !== undefined) {
       await mkdir(path.dirname(options.transcriptPath), { recursive: true });
@@ -418,10 +528,24 @@ export async function runProof(options: ProofOptions): Promise<ProofResult> {
     await fleet.killAll();
     for (const proxy of proxies) await proxy.close();
     await database.end().catch(() => undefined);
-    await deleteKeysWithPrefix(redisUrl, redisKeyPrefix).catch(() => undefined);
     redis.disconnect();
     await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`).catch(() => undefined);
-    await admin.end();
+    await admin.end().catch(() => undefined);
+  }
+}
+
+/** The admin API's reconciliation from facts, every row counted (grace 0: the run is over). */
+async function reconcileFromFacts(databaseUrl: string) {
+  const handle = openDatabase({
+    databaseUrl,
+    databasePoolSizeMax: 1,
+    databaseStatementTimeoutMs: 30_000,
+    databaseLockTimeoutMs: 5_000,
+  });
+  try {
+    return await reconcileFully(handle.prisma, 0);
+  } finally {
+    await handle.close();
   }
 }
 

@@ -3,7 +3,8 @@
  *   1. Postgres and Redis: the configured ones if reachable; otherwise docker compose where an
  *      engine runs; otherwise private instances from local binaries under .data/; otherwise a
  *      clear message with the install command.
- *   2. Migrations (dbmate, plain SQL).
+ *   2. Migrations (dbmate, plain SQL), as the owner (MIGRATION_DATABASE_URL); they create the
+ *      gateway's least-privilege role, which everything after connects as (DATABASE_URL).
  *   3. Outside production: the checkout demo's script (bundled), the demo merchant, its API key
  *      and a curl to paste.
  *   4. The gateway itself, in the role ROLE says (default all).
@@ -13,6 +14,7 @@ import { loadConfig, ConfigError, type Config } from '../src/config';
 import { run } from '../src/main';
 import { ensureDemoMerchant } from '../src/merchants/merchants';
 import { openDatabase } from '../src/platform/database';
+import { onServerOf, setGatewayRolePassword } from '../src/platform/database-role';
 import { buildDemo } from './build-demo';
 import { ensureServices } from './ensure-services';
 import { migrate } from '../src/cli/migrate';
@@ -26,11 +28,19 @@ async function prepare(): Promise<Config> {
   // Production never starts or installs services (scripts/start.sh runs dist/main.js there);
   // should this file be run in production anyway, the gateway's own reachability check decides.
   if (initial.isProduction) return initial;
-  const services = await ensureServices({ databaseUrl: initial.databaseUrl, redisUrl: initial.redisUrl, log: say });
-  process.env.DATABASE_URL = services.databaseUrl;
+  // Services are found, and migrations applied, as the owner (MIGRATION_DATABASE_URL); the gateway
+  // then runs as its least-privilege role (DATABASE_URL), on whichever server was found.
+  const services = await ensureServices({
+    databaseUrl: initial.migrationDatabaseUrl,
+    redisUrl: initial.redisUrl,
+    log: say,
+  });
+  process.env.MIGRATION_DATABASE_URL = services.databaseUrl;
+  process.env.DATABASE_URL = onServerOf(initial.databaseUrl, services.databaseUrl);
   process.env.REDIS_URL = services.redisUrl;
   const config = loadConfig();
-  migrate(config.databaseUrl);
+  migrate(config.migrationDatabaseUrl);
+  await setGatewayRolePassword(config.migrationDatabaseUrl, config.databaseUrl);
   await buildDemo();
   const apiKey = await printDemoMerchant(config);
   // The gateway serves the /demo checkout page with this key.

@@ -20,6 +20,7 @@ import {
   url,
   type Kind,
 } from './platform/environment';
+import { gatewayRoleName, localOwnerUrl } from './platform/database-role';
 
 const roles = ['all', 'api', 'relay', 'worker'] as const;
 export type Role = (typeof roles)[number];
@@ -83,8 +84,18 @@ const service = {
 const postgres = {
   databaseUrl: setting(url(['postgres:', 'postgresql:']), {
     variable: 'DATABASE_URL',
-    default: 'postgresql://postgres@127.0.0.1:5432/payments',
-    description: 'The Postgres database the gateway uses.',
+    default: `postgresql://${gatewayRoleName}@127.0.0.1:5432/payments`,
+    production: 'A role that can TRUNCATE, UPDATE or DELETE ledger rows (a superuser, the owner) is refused at start.',
+    description:
+      `The Postgres database the gateway uses, as the least-privilege role \`${gatewayRoleName}\` that the ` +
+      'migrations create (docs/security.md). Its password, when it has one, is given to the role by the migrate command.',
+  }),
+  migrationDatabaseUrl: setting(url(['postgres:', 'postgresql:']), {
+    variable: 'MIGRATION_DATABASE_URL',
+    defaultText: '`DATABASE_URL` as user `postgres`, no password',
+    description:
+      "The owner's connection, for migrations only: read by the migrate command and `npm start`'s setup, never by a " +
+      'running gateway.',
   }),
   databasePoolSizeMax: setting(integer(1, 200), {
     variable: 'DATABASE_POOL_SIZE_MAX',
@@ -584,6 +595,7 @@ const configSchema = z.object(settings).transform((values, context) => {
     // Derived defaults: production serves /metrics apart from PORT. The Redis namespace and the
     // queues' prefix, when unset, come from the database at start (src/platform/deployment-namespace.ts).
     metricsPort: values.metricsPort ?? (isProduction ? 9464 : 0),
+    migrationDatabaseUrl: values.migrationDatabaseUrl ?? localOwnerUrl(values.databaseUrl),
   });
 });
 

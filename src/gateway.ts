@@ -305,7 +305,15 @@ function startWorker(platform: Platform, services: Services) {
     },
   );
   worker.start();
-  return { worker, stoppables: [{ name: 'ledger worker', stop: () => worker.stop() }, startRetentionPurge(platform)] };
+  // The worker's stop lets running jobs finish within SHUTDOWN_GRACE_MS and then gives the rest
+  // back to the queue: its deadline must outlast that grace, or the lifecycle would skip the
+  // give-back and leave the jobs to the stalled checker.
+  const stoppable: Stoppable = {
+    name: 'ledger worker',
+    stop: () => worker.stop(),
+    deadlineMs: config.shutdownGraceMs + stopStepDeadlineMs,
+  };
+  return { worker, stoppables: [stoppable, startRetentionPurge(platform)] };
 }
 
 /** Bounded batches, COMPLETED and ABANDONED keys only. */

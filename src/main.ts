@@ -26,8 +26,23 @@ export async function run(config: Config): Promise<void> {
     // A scripted local setup (docker compose, CI) knows this key in advance.
     await ensureDemoMerchant(gateway.database.prisma, config.demoMerchantApiKey);
   }
+  let stopping = false;
   const shutdown = (signal: string) => {
+    // A second signal (an impatient supervisor, a double Ctrl-C) must not kill the process
+    // mid-drain: with `once`, Node's default handler would take it and stop at once, leaving
+    // jobs stalled. The drain has its own deadline (below), so ignoring it costs nothing.
+    if (stopping) {
+      logger.warn({ signal }, 'already shutting down; the drain ends by its deadline');
+      return;
+    }
+    stopping = true;
     logger.info({ signal }, 'shutting down: no new requests, finishing in-flight ones');
+    // The backstop: every step has its own deadline, but the process must end even if the
+    // lifecycle itself were stuck. unref: it never keeps an otherwise finished process alive.
+    setTimeout(() => {
+      logger.error({ deadlineMs: shutdownDeadlineMs(config) }, 'shutdown deadline passed; exiting');
+      process.exit(1);
+    }, shutdownDeadlineMs(config)).unref();
     // A component that failed to stop (logged by the lifecycle) makes the exit code say so.
     gateway.stop().then(
       (report) => process.exit(report.failed.length === 0 ? 0 : 1),
@@ -37,8 +52,16 @@ export async function run(config: Config): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+/**
+ * The whole drain's outer bound: the HTTP drain and the worker's grace (SHUTDOWN_GRACE_MS each,
+ * run one after the other) plus the short steps after them.
+ */
+function shutdownDeadlineMs(config: Config): number {
+  return 2 * config.shutdownGraceMs + 15_000;
 }
 
 export function loadConfigOrExit(): Config {

@@ -6,14 +6,15 @@
 import type { TestProject } from 'vitest/node';
 import { buildDemo } from '../scripts/build-demo';
 import { ensureServices } from '../scripts/ensure-services';
-import { migrate } from '../src/cli/migrate';
+import { migrate, migrationUrls } from '../src/cli/migrate';
 import { adminQuery, withDatabase } from './helpers/database';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // One template per test run, so runs on the same server do not drop each other's.
   const templateDatabaseName = `pgw_test_template_${process.pid}`;
   const services = await ensureServices({
-    databaseUrl: process.env.DATABASE_URL ?? 'postgresql://postgres@127.0.0.1:5432/payments',
+    // The owner: it creates and migrates the template (gateways under test connect as their role).
+    databaseUrl: migrationUrls().ownerUrl,
     redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     log: () => undefined,
   });

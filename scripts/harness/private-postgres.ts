@@ -78,7 +78,7 @@ export async function startPrivatePostgres(settings: Readonly<Record<string, str
   };
   const stop = async (mode: StopMode) => {
     const result = await runAs(pgCtl, ['-D', dataDir, '-m', mode, '-w', '-t', '60', 'stop'], 90_000);
-    if (!result.ok && !/not running|No such file/i.test(result.output)) {
+    if (!result.ok && !/not running|No such file|does not exist/i.test(result.output)) {
       throw new Error(`pg_ctl stop -m ${mode} failed:\n${result.output}`);
     }
     running = false;

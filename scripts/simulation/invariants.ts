@@ -68,6 +68,15 @@ function checkRetryAfter(
   if (attempt.status === 500) {
     violations.add('no request is answered 500', `${attempt.via} answered 500 ${attempt.code}`, [index]);
   }
+  if (attempt.status === 429) {
+    // The merchant's rate is unlimited here and its key is valid: any 429 locks out a merchant
+    // that did nothing wrong (say, its retries through an outage counted as failed logins).
+    violations.add(
+      'a merchant within its limits, with a valid key, is never refused 429',
+      `${attempt.via} answered 429 ${attempt.code} with Retry-After: ${attempt.retryAfter}`,
+      [index],
+    );
+  }
   if (attempt.status !== 409 && attempt.status !== 503 && attempt.status !== 429) return;
   const seconds = attempt.retryAfter === null ? Number.NaN : Number(attempt.retryAfter);
   const most = attempt.status === 409 ? inUseRetryAfterSecondsMax : limits.leaseSeconds;

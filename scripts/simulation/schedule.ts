@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase } from '../../src/platform/database';
+import { gatewayRoleUrl } from '../../src/platform/database-role';
 import type { PrivatePostgres } from '../harness/private-postgres';
 import { startPrivateRedis } from '../harness/redis';
 import { migrate } from '../../src/cli/migrate';
@@ -137,7 +138,9 @@ export async function runSchedule(postgres: PrivatePostgres, options: ScheduleOp
   const redis = await startPrivateRedis();
   const adminToken = randomBytes(16).toString('hex');
   const timeline = new Timeline(options.log);
-  const fleet = new Fleet(fleetEnvironment(databaseUrl, redis.url, adminToken), timeline);
+  // The fleet connects as the gateway's least-privilege role, as shipped; the simulator's own
+  // reads and plants use the owner.
+  const fleet = new Fleet(fleetEnvironment(gatewayRoleUrl(databaseUrl), redis.url, adminToken), timeline);
   const database = new pg.Pool({ connectionString: databaseUrl, max: 2 });
   database.on('error', () => undefined);
   try {

@@ -65,6 +65,10 @@ export function merchantAuthentication(
         const gatewayError = toGatewayError(error);
         if (gatewayError === undefined || !gatewayError.transient) return next(error);
         logger.warn({ err: error }, 'API key lookup failed');
+        // A lookup that could not be made says nothing about the key: it is no failed
+        // authentication. Kept, a merchant retrying through a database outage would be locked
+        // out (429) for a minute after the database came back.
+        void failures.refund(address);
         return sendGatewayError(response, gatewayError);
       }
       if (merchant !== null) void failures.refund(address);

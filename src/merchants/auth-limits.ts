@@ -5,7 +5,8 @@
  *
  * A key found in the cache needs no lookup and is never limited. Any other key spends one of the
  * address's failures before it is looked up (so a burst of parallel guesses is bounded too) and
- * gets it back when it turns out to be valid. A request with no key that ends in 401 spends one.
+ * gets it back when it turns out to be valid, or when the lookup could not be made (a database
+ * failure, answered 503: it says nothing about the key). A request with no key that ends in 401 spends one.
  * Past the limit: 429 RATE_LIMITED with Retry-After. The counters live in Redis
  * (rate-limiter-flexible) and are shared by every process; if Redis cannot answer, each process
  * counts on its own (the insurance limiter).

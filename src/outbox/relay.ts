@@ -62,6 +62,8 @@ export const relayPublishCallSite = 'relay.publish';
 export const relayRateBucketName = 'relay.rate';
 /** How long to wait before listening again after the LISTEN connection dropped. */
 const relistenDelayMs = 1_000;
+/** A healthy claim–publish–mark round takes milliseconds; see stop(). */
+const roundOnStopWaitMs = 2_000;
 /** With rate tokens short, how soon to look again: about when the bucket has refilled a little. */
 const rateStarvedWaitMs = 50;
 
@@ -103,14 +105,22 @@ export class Relay {
     this.sweeper?.start();
   }
 
+  /**
+   * Finishes the round in hand, but waits for it at most `roundOnStopWaitMs`: a round that takes
+   * longer hangs on a dead or frozen Redis and would publish nothing anyway. Then releases any
+   * claim not yet marked published, so another relay takes the events at once instead of after
+   * the lease. Should the hung publish still land later, the inbox keeps the effect at one.
+   */
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.relistenTimer);
     this.wake?.();
-    await this.loopDone;
+    await withTimeout(this.loopDone, roundOnStopWaitMs).catch(() =>
+      this.deps.logger.warn('relay round still publishing at shutdown; releasing its claim'),
+    );
+    if (this.inFlight.length > 0) await this.releaseClaims(this.inFlight);
     await this.sweeper?.stop();
     await this.listener?.end().catch(() => undefined);
-    if (this.inFlight.length > 0) await this.releaseClaims(this.inFlight);
   }
 
   /** The sweeper, for tests and operators' scripts that sweep on demand. */

@@ -52,15 +52,61 @@ export function openDatabase(config: DatabaseConfig, applicationName = 'payments
   });
   // An idle client that loses its connection emits here; without a listener it would crash the process.
   pool.on('error', () => undefined);
+  const checkedOut = trackCheckedOutClients(pool);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,
     pool,
     async close() {
       await prisma.$disconnect();
-      await pool.end().catch(() => undefined);
+      const ended = pool.end().catch(() => undefined);
+      if (await settlesWithin(ended, closeWaitMs)) return;
+      // A statement still runs: a ledger job given back to the queue at the end of the shutdown
+      // grace, its statement waiting on a lock. pool.end() would wait for it as long as the
+      // lock_timeout allows; cancelled, its transaction rolls back now (the job runs again
+      // elsewhere, and the inbox keeps its effect at one).
+      await cancelStatements(config.databaseUrl, checkedOut);
+      await ended;
     },
   };
+}
+
+/** How long closing waits for running statements to end on their own before it cancels them. */
+const closeWaitMs = 1_000;
+
+function trackCheckedOutClients(pool: pg.Pool): ReadonlySet<pg.PoolClient> {
+  const checkedOut = new Set<pg.PoolClient>();
+  pool.on('acquire', (client) => checkedOut.add(client));
+  pool.on('release', (_error, client) => checkedOut.delete(client));
+  pool.on('remove', (client) => checkedOut.delete(client));
+  return checkedOut;
+}
+
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    work.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
+
+/** Cancels the statements of the given clients (a role may cancel its own sessions' statements). */
+async function cancelStatements(databaseUrl: string, clients: ReadonlySet<pg.PoolClient>): Promise<void> {
+  // pg keeps each connection's backend pid on the client (`processID`), outside its typings.
+  const pids = [...clients].map((client) => Reflect.get(client, 'processID')).filter(Number.isInteger);
+  if (pids.length === 0) return;
+  const canceller = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 2_000 });
+  canceller.on('error', () => undefined);
+  try {
+    await canceller.connect();
+    await canceller.query('SELECT pg_cancel_backend(pid) FROM unnest($1::int[]) AS pid', [pids]);
+  } catch {
+    // Postgres is gone too: its sessions end with our process.
+  } finally {
+    await canceller.end().catch(() => undefined);
+  }
 }
 
 /** True when the error is Postgres telling us something that may pass: timeouts, lost connections, serialization. */

@@ -2,10 +2,12 @@
  * The production start's first step (docs/contract.md §8): Postgres and Redis must answer before
  * anything starts, and when one does not, the process stops at once with the variable to fix.
  * Outside production `npm start` makes the services exist instead, and a gateway whose Redis is
- * down still starts (Postgres decides).
+ * down still starts (Postgres decides). Production also refuses a database role that could
+ * TRUNCATE the ledger or change its rows (src/platform/database-role.ts).
  */
 import pg from 'pg';
 import type { Config } from '../config';
+import { gatewayRoleName, ledgerPrivileges, type RolePrivileges } from './database-role';
 import { closeRedis, openHotPathRedis } from './redis';
 
 export class UnreachableServiceError extends Error {
@@ -29,9 +31,10 @@ export async function assertServicesReachable(config: ReachabilityConfig, timeou
 async function assertPostgresReachable(databaseUrl: string, timeoutMs: number): Promise<void> {
   const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: timeoutMs });
   client.on('error', () => undefined);
+  let privileges: RolePrivileges;
   try {
     await client.connect();
-    await client.query('SELECT 1');
+    privileges = await ledgerPrivileges(client);
   } catch (error) {
     throw new UnreachableServiceError(
       'DATABASE_URL',
@@ -39,6 +42,15 @@ async function assertPostgresReachable(databaseUrl: string, timeoutMs: number): 
     );
   } finally {
     await client.end().catch(() => undefined);
+  }
+  // The ledger's append-only triggers hold only against a role that cannot TRUNCATE the tables or
+  // switch the triggers off: production never runs as the owner or a superuser.
+  if (privileges.privileged) {
+    throw new UnreachableServiceError(
+      'DATABASE_URL',
+      `the role "${privileges.user}" can TRUNCATE, UPDATE or DELETE ledger rows; connect as ${gatewayRoleName}, ` +
+        'the least-privilege role the migrations create (docs/security.md)',
+    );
   }
 }
 

@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import { gatewayRoleUrl } from '../../src/platform/database-role';
 
 export function withDatabase(databaseUrl: string, database: string): string {
   const url = new URL(databaseUrl);
@@ -23,7 +24,10 @@ export async function adminQuery(databaseUrl: string, sql: string): Promise<void
 }
 
 export interface TestDatabase {
+  /** The owner's URL: for the test's own reads and plants, and for migrations. */
   readonly url: string;
+  /** The same database as the gateway's least-privilege role: what gateways under test connect with. */
+  readonly gatewayUrl: string;
   readonly name: string;
   /** A plain pg pool for assertions that count rows. */
   readonly pool: pg.Pool;
@@ -49,6 +53,7 @@ export async function createTestDatabase(serverUrl: string): Promise<TestDatabas
   pool.on('error', () => undefined);
   return {
     url,
+    gatewayUrl: gatewayRoleUrl(url),
     name,
     pool,
     async count(sql, params = []) {

@@ -25,7 +25,8 @@ export async function createTestEnvironment(options: { redisUrl?: string } = {})
   const redisUrl = options.redisUrl ?? inject('redisUrl');
   const redisKeyPrefix = newKeyPrefix();
   const env = (overrides: Record<string, string> = {}) => ({
-    DATABASE_URL: database.url,
+    // The gateway's least-privilege role, as in production; the test's own pool stays the owner.
+    DATABASE_URL: database.gatewayUrl,
     REDIS_URL: redisUrl,
     REDIS_KEY_PREFIX: redisKeyPrefix,
     PORT: '0',

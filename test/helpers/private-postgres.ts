@@ -4,6 +4,7 @@
  */
 import pg from 'pg';
 import { migrate } from '../../src/cli/migrate';
+import { gatewayRoleUrl } from '../../src/platform/database-role';
 import { startPrivatePostgres, type PrivatePostgres } from '../../scripts/harness/private-postgres';
 import { withDatabase, type TestDatabase } from './database';
 
@@ -22,6 +23,7 @@ export async function startPrivateTestDatabase(): Promise<PrivateTestDatabase> {
   pool.on('error', () => undefined);
   const database: TestDatabase = {
     url,
+    gatewayUrl: gatewayRoleUrl(url),
     name: 'payments',
     pool,
     async count(sql, params = []) {

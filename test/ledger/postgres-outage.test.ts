@@ -37,7 +37,7 @@ describe('when Postgres is down for 15 s with ledger jobs in flight', () => {
     const events = 200;
     const database = postgres.database;
     gateway = await startTestGateway(environment, {
-      DATABASE_URL: postgres.database.url,
+      DATABASE_URL: postgres.database.gatewayUrl,
       ROLE: 'all',
       // Slow enough that jobs are still queued when Postgres stops; the defaults for attempts and
       // backoff (5 attempts, 200 ms base) would spend every attempt in about 3 s.

@@ -8,7 +8,9 @@ describe('configuration', () => {
     const config = loadConfig({});
     expect(config).toMatchObject({
       port: 4000,
-      databaseUrl: 'postgresql://postgres@127.0.0.1:5432/payments',
+      // The gateway connects as its least-privilege role; migrations as the owner.
+      databaseUrl: 'postgresql://payments_gateway@127.0.0.1:5432/payments',
+      migrationDatabaseUrl: 'postgresql://postgres@127.0.0.1:5432/payments',
       redisUrl: 'redis://127.0.0.1:6379',
       role: 'all',
       isProduction: false,

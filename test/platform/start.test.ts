@@ -50,7 +50,7 @@ describe('npm run merchant:create', () => {
 });
 
 describe('npm start', () => {
-  it('migrates, prints the demo key and a curl, and serves a charge with that key', async () => {
+  it('migrates, prints the demo key and a curl, and serves a charge with that key, as the gateway role', async () => {
     const port = await freePort();
     const demoKey = 'sk_demo_0123456789abcdef';
     const child = spawn('npm', ['start'], {
@@ -78,6 +78,13 @@ describe('npm start', () => {
       });
       expect(answer.status).toBe(200);
       expect(answer.body.data?.createCharge).toMatchObject({ status: 'SUCCEEDED' });
+      // It migrated as the owner, but the gateway it runs connects as its least-privilege role.
+      const { rows } = await environment.database.pool.query<{ user: string }>(
+        `SELECT DISTINCT usename AS user FROM pg_stat_activity
+          WHERE datname = $1 AND application_name LIKE 'payments-%'`,
+        [environment.database.name],
+      );
+      expect(rows.map((row) => row.user)).toEqual(['payments_gateway']);
     } finally {
       if (child.pid !== undefined) process.kill(-child.pid, 'SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));

@@ -5,12 +5,14 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listensOn, startChildGateway } from '../../scripts/harness/child-gateway';
 import { startPrivateRedis, type PrivateRedis } from '../../scripts/harness/redis';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
 import { postGraphql, type GraphqlAnswer } from '../helpers/http';
+import { waitFor } from '../helpers/ledger';
 
 const chargeMutation = 'mutation C($input: CreateChargeInput!) { createCharge(input: $input) { id status amount } }';
 const refundMutation = 'mutation R($input: RefundChargeInput!) { refundCharge(input: $input) { id status amount } }';
@@ -193,4 +195,107 @@ describe('seed 1 in CI: another process took a child gateway’s port and answer
       squatter.close();
     }
   }, 150_000);
+});
+
+describe('seeds 5000–5049: a merchant that retried through a database outage was then locked out (429) for a minute', () => {
+  // Every attempt with an uncached key spends one of the address's authentication failures before
+  // the lookup, and gets it back when the key is valid; a lookup that failed (503) kept it. A cold
+  // api (just restarted) answering 503 through an outage locked its one client address out.
+  let environment: TestEnvironment;
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    environment = await createTestEnvironment();
+    gateway = await startTestGateway(environment, {
+      ROLE: 'api',
+      DATABASE_LOCK_TIMEOUT_MS: '200',
+      AUTH_FAILURES_PER_MINUTE: '10',
+      // No key cache: every request looks the key up, as a restarted api's first requests do.
+      MERCHANT_CACHE_TTL_MS: '0',
+    });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await environment?.cleanup();
+  });
+
+  it('answers every attempt 503 while the lookup cannot be made, and 200 as soon as it can', async () => {
+    const holder = new pg.Client({ connectionString: environment.database.url });
+    await holder.connect();
+    const during: GraphqlAnswer[] = [];
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE merchants IN ACCESS EXCLUSIVE MODE');
+      // More attempts than AUTH_FAILURES_PER_MINUTE, one after another, as retrying clients send them.
+      for (let attempt = 0; attempt < 15; attempt += 1) {
+        during.push(await send(gateway, chargeMutation, `outage-${attempt}`, input));
+      }
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+    }
+    expect(during.map((answer) => answer.status)).toEqual(during.map(() => 503));
+    const after = await send(gateway, chargeMutation, 'after-outage', input);
+    expect(after.status, after.text).toBe(200);
+  });
+});
+
+describe('seed 5026: a key answered 422 REUSED to the body that took it, from another body’s in-flight Redis marker', () => {
+  // Bug, open (src/idempotency/idempotency-store.ts, answerFromRedis): an in-flight marker with
+  // another fingerprint is answered 422 IDEMPOTENCY_KEY_REUSED from Redis. But a request sets its
+  // marker before Postgres decides anything, so the marker can belong to a body that does not hold
+  // the key (it is about to be refused, or its Postgres step fails), while the body that holds or
+  // completed the key is told, finally, that its key was reused. The simulator saw it with Postgres
+  // stopped: body B's attempt set its marker and answered 503; body A's concurrent send through the
+  // same api got 422 from the marker; A's twin then got 200 for the charge. Here the window is held
+  // open with a lock instead: B's marker sits in Redis while B waits behind the lock.
+  // `it.fails` until the fix lands (then it fails, and `.fails` goes): answer 422 from Redis only
+  // for a *completed* marker; another body's in-flight marker sends the request to Postgres.
+  let environment: TestEnvironment;
+  let gateway: TestGateway;
+  beforeAll(async () => {
+    environment = await createTestEnvironment();
+    gateway = await startTestGateway(environment, { ROLE: 'api', DATABASE_LOCK_TIMEOUT_MS: '15000' });
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await environment?.cleanup();
+  });
+
+  it.fails('answers the body that holds the key its own charge (200, a replay), never 422', async () => {
+    const first = await send(gateway, chargeMutation, 'marker-race', input);
+    expect(first.status).toBe(200);
+    // Redis lost the completed answer (a restart, FLUSHALL: faults the simulator injects).
+    const redisKey = `${environment.redisKeyPrefix}:idem:{${gateway.merchantId}}:marker-race`;
+    const redis = new Redis(environment.redisUrl, { maxRetriesPerRequest: 1 });
+    const holder = new pg.Client({ connectionString: environment.database.url });
+    await holder.connect();
+    try {
+      await redis.del(redisKey);
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE');
+      const other = send(gateway, chargeMutation, 'marker-race', { ...input, amount: input.amount - 1 });
+      await waitFor(async () => (await redis.exists(redisKey)) === 1, 30_000, "the other body's in-flight marker");
+      let settled = false;
+      const same = send(gateway, chargeMutation, 'marker-race', input).finally(() => (settled = true));
+      // Until the same body has its answer, or waits behind the lock too (then Postgres decides).
+      await waitFor(
+        async () =>
+          settled ||
+          (await environment.database.count(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+          )) >= 2,
+        30_000,
+        'the same body to be answered or to wait for Postgres',
+      );
+      await holder.query('ROLLBACK');
+      const [otherAnswer, sameAnswer] = await Promise.all([other, same]);
+      expect(otherAnswer.body.errors?.[0]?.extensions?.code, otherAnswer.text).toBe('IDEMPOTENCY_KEY_REUSED');
+      expect(sameAnswer.status, sameAnswer.text).toBe(200);
+      expect(sameAnswer.body.data).toEqual(first.body.data);
+    } finally {
+      await holder.query('ROLLBACK').catch(() => undefined);
+      await holder.end();
+      redis.disconnect();
+    }
+  });
 });

@@ -60,15 +60,19 @@ describe('the transcript checks', () => {
     expect(invariantsOf([clean])).toEqual([]);
   });
 
-  it('report a 500, a 503 without Retry-After and a 409 that asks for more than 2 s', () => {
+  it('report a 500, a 503 without Retry-After, a 409 that asks for more than 2 s, and a 429', () => {
     const bad = record([
       send('concurrent-a', [attempt(500, { code: 'INTERNAL' }), attempt(503, { code: 'TRANSIENT_FAILURE' })]),
-      send('concurrent-b', [attempt(409, { code: 'IDEMPOTENCY_KEY_IN_USE', retryAfter: '15' })]),
+      send('concurrent-b', [
+        attempt(409, { code: 'IDEMPOTENCY_KEY_IN_USE', retryAfter: '15' }),
+        attempt(429, { code: 'RATE_LIMITED', retryAfter: '58' }),
+      ]),
     ]);
     expect(invariantsOf([bad])).toEqual([
       'no request is answered 500',
       'every 409 and 503 carries Retry-After',
       'Retry-After is a small number of seconds (409: 1–2; 503: at most the lease)',
+      'a merchant within its limits, with a valid key, is never refused 429',
     ]);
   });
 
