@@ -158,11 +158,12 @@ describe('the card source', () => {
       status: 'FAILED',
     });
 
-    // A client that never came back: its process dies (SIGKILL) after the acquirer's answer was saved.
+    // A client that never came back: its process dies (SIGKILL) after the acquirer answered, before the
+    // charge was recorded.
     const doomed = await startChildGateway(
       environment.env({
         ROLE: 'api',
-        FAULTS: 'crash_after_authorized',
+        FAULTS: 'crash_after_acquirer',
         IDEMPOTENCY_LEASE_MS: '3000',
         ACQUIRER_TIMEOUT_MS: '1000',
       }),
