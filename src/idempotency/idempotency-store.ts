@@ -125,7 +125,10 @@ export class IdempotencyStore {
       request.fingerprint,
       this.options.leaseMs,
     );
-    if (mark.kind === 'existing') return this.answerFromRedis(request, mark.marker);
+    if (mark.kind === 'existing') {
+      const answer = this.answerFromRedis(request, mark.marker);
+      if (answer !== undefined) return answer;
+    }
 
     const redisOwner = mark.kind === 'marked' ? mark.owner : undefined;
     let resolution: KeyResolution | InFlight;
@@ -142,17 +145,22 @@ export class IdempotencyStore {
     return resolution;
   }
 
-  private async answerFromRedis(request: KeyedRequest, marker: RedisMarker): Promise<KeyResolution | InFlight> {
-    if (marker.fingerprint !== request.fingerprint) {
-      this.recordRedisAnswer(request, 'mismatch');
-      const firstRequestAt =
-        marker.state === 'completed' ? marker.response.firstRequestAt : await this.firstRequestAt(request);
-      throw reusedError(firstRequestAt);
-    }
+  /**
+   * What Redis alone may answer: a completed marker (a replay, or 422 for another body), and the
+   * same body's in-flight marker (wait for the twin). Another body's in-flight marker proves
+   * nothing: it is set before Postgres decides who holds the key, so its body may be refused, or
+   * fail, while this one holds the key. Undefined sends the request to Postgres.
+   */
+  private answerFromRedis(request: KeyedRequest, marker: RedisMarker): KeyResolution | InFlight | undefined {
     if (marker.state === 'completed') {
+      if (marker.fingerprint !== request.fingerprint) {
+        this.recordRedisAnswer(request, 'mismatch');
+        throw reusedError(marker.response.firstRequestAt);
+      }
       this.recordRedisAnswer(request, 'replayed');
       return { outcome: 'replayed', response: marker.response };
     }
+    if (marker.fingerprint !== request.fingerprint) return undefined;
     const leaseSecondsLeft = Math.ceil((marker.leaseEndsAtMs - Date.now()) / 1000);
     return { outcome: 'in_progress', leaseSecondsLeft, firstRequestAt: null, fromRedis: true };
   }

@@ -240,16 +240,16 @@ describe('seeds 5000–5049: a merchant that retried through a database outage w
 });
 
 describe('seed 5026: a key answered 422 REUSED to the body that took it, from another body’s in-flight Redis marker', () => {
-  // Bug, open (src/idempotency/idempotency-store.ts, answerFromRedis): an in-flight marker with
-  // another fingerprint is answered 422 IDEMPOTENCY_KEY_REUSED from Redis. But a request sets its
+  // Bug, fixed (src/idempotency/idempotency-store.ts, answerFromRedis): an in-flight marker with
+  // another fingerprint was answered 422 IDEMPOTENCY_KEY_REUSED from Redis. But a request sets its
   // marker before Postgres decides anything, so the marker can belong to a body that does not hold
   // the key (it is about to be refused, or its Postgres step fails), while the body that holds or
-  // completed the key is told, finally, that its key was reused. The simulator saw it with Postgres
+  // completed the key was told, finally, that its key was reused. The simulator saw it with Postgres
   // stopped: body B's attempt set its marker and answered 503; body A's concurrent send through the
   // same api got 422 from the marker; A's twin then got 200 for the charge. Here the window is held
-  // open with a lock instead: B's marker sits in Redis while B waits behind the lock.
-  // `it.fails` until the fix lands (then it fails, and `.fails` goes): answer 422 from Redis only
-  // for a *completed* marker; another body's in-flight marker sends the request to Postgres.
+  // open with a lock instead: B's marker sits in Redis while B waits behind the lock. Now Redis
+  // answers 422 only from a *completed* marker; another body's in-flight marker sends the request
+  // to Postgres.
   let environment: TestEnvironment;
   let gateway: TestGateway;
   beforeAll(async () => {
@@ -261,7 +261,7 @@ describe('seed 5026: a key answered 422 REUSED to the body that took it, from an
     await environment?.cleanup();
   });
 
-  it.fails('answers the body that holds the key its own charge (200, a replay), never 422', async () => {
+  it('answers the body that holds the key its own charge (200, a replay), never 422', async () => {
     const first = await send(gateway, chargeMutation, 'marker-race', input);
     expect(first.status).toBe(200);
     // Redis lost the completed answer (a restart, FLUSHALL: faults the simulator injects).
