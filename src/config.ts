@@ -60,6 +60,14 @@ const service = {
     default: 4000,
     description: 'HTTP port of every role: `/healthz`, `/readyz`, `/graphql` on api, `/metrics` outside production.',
   }),
+  // Outside production the gateway serves Sandbox, introspection and the demo page that hands out
+  // the demo key: only to this machine unless asked. In production (a container) every interface.
+  host: setting(text(), {
+    variable: 'HOST',
+    defaultText: '127.0.0.1 (production: 0.0.0.0)',
+    production: 'Defaults to 0.0.0.0, every interface (behind the container network or a load balancer).',
+    description: 'Address the HTTP listener (`PORT`) binds to.',
+  }),
   role: setting(oneOf(roles), {
     variable: 'ROLE',
     default: 'all',
@@ -592,9 +600,10 @@ const configSchema = z.object(settings).transform((values, context) => {
   return Object.freeze({
     ...values,
     isProduction,
-    // Derived defaults: production serves /metrics apart from PORT. The Redis namespace and the
+    // Derived defaults: production serves /metrics apart from PORT, on every interface. The Redis namespace and the
     // queues' prefix, when unset, come from the database at start (src/platform/deployment-namespace.ts).
     metricsPort: values.metricsPort ?? (isProduction ? 9464 : 0),
+    host: values.host ?? (isProduction ? '0.0.0.0' : '127.0.0.1'),
     migrationDatabaseUrl: values.migrationDatabaseUrl ?? localOwnerUrl(values.databaseUrl),
   });
 });

@@ -97,7 +97,7 @@ export async function startGateway(unresolvedConfig: Config, logger: Logger): Pr
     lifecycle.add(...(hasRole(config, 'api') ? await mountApi(platform, services) : [drainWithoutApollo(platform)]));
     platform.http.app.use(bodyParserErrorHandler(config.requestBodyBytesMax));
 
-    const port = await listen(platform.http.server, config.port);
+    const port = await listen(platform.http.server, config.host, config.port);
     const metricsPort = metricsOnOwnPort(config) ? await listenForMetrics(platform, lifecycle) : port;
     logger.info({ port, metricsPort, role: config.role }, 'gateway listening');
     return {

@@ -52,10 +52,10 @@ export function createHttpPlatform(options: {
   return { app, server };
 }
 
-export function listen(server: Server, port: number): Promise<number> {
+export function listen(server: Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, '0.0.0.0', () => {
+    server.listen(port, host, () => {
       server.off('error', reject);
       resolve((server.address() as AddressInfo).port);
     });
