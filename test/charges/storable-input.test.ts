@@ -100,9 +100,11 @@ describe('whatever createCharge validation accepts', () => {
           request.fingerprint,
         );
       }),
-      { numRuns: 300 },
+      { numRuns: 600 },
     );
-    // The generators must reach the database, not only the refusals.
+    // The generators must reach the database, not only the refusals. About 11% of these inputs
+    // pass validation: over 200 seeds, 300 runs accepted 17–51 (CI once saw 17 and failed a bound
+    // of 20), so 600 runs accept about 64, and fewer than 21 is some six standard deviations away.
     expect(accepted).toBeGreaterThan(20);
   });
 });
