@@ -216,7 +216,8 @@ export interface StaleKeyOptions {
 }
 
 /**
- * The completer's takeover: keys whose lease ran out more than `graceMs` ago, under a new lease.
+ * The completer's takeover: keys whose lease ran out more than `graceMs` ago, under a new lease,
+ * longest untouched first (so keys it keeps releasing take turns with the rest).
  * FOR UPDATE SKIP LOCKED, so several completers may run at once without taking the same key.
  */
 export async function takeOverStaleKeys(db: Queryable, options: StaleKeyOptions): Promise<StaleKey[]> {
@@ -229,7 +230,10 @@ export async function takeOverStaleKeys(db: Queryable, options: StaleKeyOptions)
          -- A refund at STARTED has reserved and authorized nothing: its client's retry decides.
          AND (operation = 'createCharge' OR recovery_point <> 'STARTED')
          AND coalesce(locked_until, updated_at) < now() - ${options.graceMs} * interval '1 millisecond'
-       ORDER BY id
+       -- Longest untouched first, never lowest id: a key the completer releases (nothing
+       -- authorized, its client gone) goes to the back, so such keys cannot fill every batch and
+       -- starve a key with a higher id that hides an authorization.
+       ORDER BY coalesce(locked_until, updated_at), id
        LIMIT ${options.batchSizeMax}
        FOR UPDATE SKIP LOCKED
     )
