@@ -114,7 +114,9 @@ export function isTransientDatabaseError(error: unknown): boolean {
   const code = findPostgresCode(error);
   if (code === undefined) {
     const message = error instanceof Error ? error.message : String(error);
-    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database/i.test(
+    // The last two are Prisma's interactive transaction giving up on time (P2028): no pool slot
+    // within `maxWait`, or the transaction ran past `timeout`. Nothing it wrote was committed.
+    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database|Unable to start a transaction in the given time|cannot be executed on an expired transaction/i.test(
       message,
     );
   }
