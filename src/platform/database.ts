@@ -125,6 +125,11 @@ export function isTransientDatabaseError(error: unknown): boolean {
   return /^(08|40|53|57P0)/.test(code) || code === '57014' || code === '55P03';
 }
 
+/** The SQLSTATE Postgres answered with, however Prisma and the pg adapter wrapped it. */
+export function postgresErrorCode(error: unknown): string | undefined {
+  return findPostgresCode(error);
+}
+
 function findPostgresCode(error: unknown): string | undefined {
   let current: unknown = error;
   for (let depth = 0; depth < 5 && current !== null && typeof current === 'object'; depth += 1) {
