@@ -18,6 +18,8 @@ export const errorCodes = {
   IDEMPOTENCY_KEY_EXPIRED: { httpStatus: 422, transient: false },
   CHARGE_NOT_REFUNDABLE: { httpStatus: 400, transient: false },
   REFUND_EXCEEDS_CHARGE: { httpStatus: 400, transient: false },
+  // The refund would fit if another refund's reservation, still in flight, were given back.
+  REFUND_IN_PROGRESS: { httpStatus: 409, transient: true },
   RATE_LIMITED: { httpStatus: 429, transient: true },
   TRANSIENT_FAILURE: { httpStatus: 503, transient: true },
   INTERNAL: { httpStatus: 500, transient: true },
@@ -45,6 +47,8 @@ export interface GatewayErrorOptions {
   field?: string;
   /** Seconds the client should wait before trying again (409, 429, 503). */
   retryAfterSeconds?: number;
+  /** Thrown while the key is held: release it (nothing was stored), so the retry runs at once. */
+  releasesKey?: boolean;
   cause?: unknown;
 }
 
@@ -52,6 +56,7 @@ export interface GatewayErrorOptions {
 export class GatewayError extends Error {
   readonly field: string | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly releasesKey: boolean;
 
   constructor(
     readonly code: ErrorCode,
@@ -62,6 +67,7 @@ export class GatewayError extends Error {
     this.name = 'GatewayError';
     this.field = options.field;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.releasesKey = options.releasesKey ?? false;
   }
 
   get httpStatus(): number {

@@ -125,7 +125,10 @@ async function answerFailure(
   held: HeldKey,
   redisOwner: string | undefined,
 ): Promise<unknown> {
-  if (error instanceof GatewayError) return error;
+  if (error instanceof GatewayError) {
+    if (error.releasesKey) await deps.idempotency.release(request, held, redisOwner);
+    return error;
+  }
   const transient = isInfrastructureFailure(error);
   const log = { err: error, keyId: held.id, operation: request.operation };
   if (!transient) {

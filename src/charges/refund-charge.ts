@@ -53,6 +53,9 @@ import { refundProgressSchema, type RefundProgress, type RefundSnapshot } from '
 
 export type { RefundSnapshot } from './stored-payloads';
 
+/** A refund in flight normally settles within a second; a stuck one within the lease and the completer's grace. */
+const refundInProgressRetryAfterSeconds = 2;
+
 export interface RefundServiceDependencies {
   readonly db: Database;
   readonly idempotency: IdempotencyStore;
@@ -138,7 +141,20 @@ export class RefundService {
         );
       }
       const left = charge.amount - charge.amount_refunded - charge.amount_reserved;
-      const amount = input.amount ?? left;
+      // A refund reserved once and given back by the completer asks for the same amount again: the
+      // acquirer may have recorded the first ask under the same derived key (docs/idempotency.md).
+      const amount = input.amount ?? previousAmount(held) ?? left;
+      const notRefunded = charge.amount - charge.amount_refunded;
+      const blockedByReservation = charge.amount_reserved > 0 && (input.amount ?? 0) <= notRefunded;
+      if ((amount < 1 || amount > left) && blockedByReservation) {
+        // Only another refund's reservation stands in the way, and it may yet be given back (its
+        // acquirer call failed, or its client vanished): not a final answer. Nothing is stored.
+        throw new GatewayError(
+          'REFUND_IN_PROGRESS',
+          `Another refund of charge ${input.chargeId} is in flight (${charge.amount_reserved} reserved); retry with the same Idempotency-Key.`,
+          { retryAfterSeconds: refundInProgressRetryAfterSeconds, releasesKey: true },
+        );
+      }
       if (amount < 1 || amount > left) {
         return this.refuse(
           tx,
@@ -266,6 +282,11 @@ export class RefundService {
 
   private readonly lookUpAuthorization: AuthorizationSource = (held) =>
     this.deps.acquirer.findAuthorization(acquirerKeyFor(held.id));
+}
+
+/** The amount a refund reserved before the completer gave its reservation back, if it did. */
+function previousAmount(held: HeldKey): number | undefined {
+  return held.acquirerResult === null ? undefined : readProgress(held).amount;
 }
 
 function readProgress(held: HeldKey): RefundProgress {

@@ -88,6 +88,13 @@ export class IdempotencyStore {
     } finally {
       subscription?.close();
     }
+    if (inFlight?.fromRedis === true) {
+      // Only Redis said "in flight", all along: its marker may belong to a request that stalled or
+      // died before Postgres decided anything. Postgres decides before anyone is told 409.
+      const decided = await this.resolveFromPostgres(request, undefined);
+      if (decided.outcome !== 'in_progress') return decided;
+      inFlight = decided;
+    }
     throw await this.inUse(request, inFlight);
   }
 
@@ -136,7 +143,13 @@ export class IdempotencyStore {
       resolution = await this.resolveFromPostgres(request, redisOwner);
     } catch (error) {
       // Whatever the outcome, a marker that does not stand for a held lease must go.
-      if (redisOwner !== undefined) await this.redisStore.clearInFlight(request.merchantId, request.key, redisOwner);
+      if (redisOwner !== undefined) {
+        await this.redisStore.clearInFlight(request.merchantId, request.key, redisOwner);
+        // Twins of a refused body wait on this marker: wake them, so they hear the refusal now
+        // rather than at the end of their wait.
+        if (error instanceof GatewayError && !error.transient)
+          await this.signals.publish(request.merchantId, request.key);
+      }
       throw error;
     }
     if (resolution.outcome === 'in_progress' && redisOwner !== undefined) {

@@ -12,7 +12,7 @@
  *   completeKey         → COMPLETED with the stored response: charges, refunds and stored refusals;
  *                       the request payload loses its card source (only charges.source keeps it)
  *   releaseKey          clears the lease after a transient failure (row, id, fingerprint stay) + audit
- *   releaseReservedKey  a refund at RESERVED back to STARTED, lease cleared (the completer)
+ *   releaseReservedKey  a refund at RESERVED back to STARTED, lease cleared, amount kept (the completer)
  *   releaseOrAbandon    the completer gives a key back, or marks an old one ABANDONED
  *   purgeExpiredIdempotencyKeys  retention: COMPLETED and ABANDONED rows → tombstones
  *   writeAuditBatch     the audit rows of attempts answered from Redis alone (src/idempotency/audit-buffer.ts)
@@ -365,14 +365,16 @@ export async function releaseKey(db: Queryable, request: KeyedRequest, held: Hel
 }
 
 /**
- * A refund key at RESERVED back to STARTED, progress and lease cleared, for the client's retry;
+ * A refund key at RESERVED back to STARTED, lease cleared (its progress kept), for the client's retry;
  * `giveBack` returns the reserved amount to the charge in the same statement.
  */
 export async function releaseReservedKey(db: Queryable, held: HeldKey, giveBack: FollowUp): Promise<boolean> {
   const state = await writeUnderLease(
     db,
     held,
-    sql`recovery_point = 'STARTED', acquirer_result = NULL, locked_until = NULL`,
+    // acquirer_result (the refund's progress) stays: the retry asks the acquirer for the same amount
+    // under the same derived key, which may yet have recorded it late.
+    sql`recovery_point = 'STARTED', locked_until = NULL`,
     giveBack,
     'RESERVED',
   );

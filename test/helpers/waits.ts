@@ -33,3 +33,20 @@ export async function waitForJobToFinish(queue: Queue, jobId: string, timeoutMs 
     `job ${jobId} to finish`,
   );
 }
+
+/**
+ * Until no backend of the test's database waits for a lock. A test that holds a lock to make a
+ * statement time out waits for this before it lets go: the client may have been answered (the
+ * gateway gave up on its own timer) while the statement still waits, and a statement that gets
+ * the lock after all commits what the test meant to fail (a late write).
+ */
+export async function waitForNoLockWaiters(database: TestDatabase, timeoutMs = 20_000): Promise<void> {
+  await waitFor(
+    async () =>
+      (await database.count(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+      )) === 0,
+    timeoutMs,
+    'the statements waiting for the held lock to give up',
+  );
+}
