@@ -26,7 +26,7 @@
  * passes its own CTEs as a `FollowUp`: they read `key_row`, the key row just written, so they run
  * only when the fence held, in the same statement.
  */
-import { noSql, sql, type Database, type Queryable, type Sql } from '../platform/database';
+import { noSql, postgresErrorCode, sql, type Database, type Queryable, type Sql } from '../platform/database';
 import type { HeldKey, KeyedOperation, KeyedRequest, RecoveryPoint, StoredResponse } from './types';
 import type { IdempotencyOutcome } from './outcomes';
 
@@ -64,8 +64,24 @@ function newLease(leaseMs: number): Sql {
   return sql`lock_token = lock_token + 1, locked_until = now() + ${leaseMs} * interval '1 millisecond'`;
 }
 
+/** Raised by the trigger on idempotency_keys when a tombstone committed while the claim waited. */
+const claimRefusedByTombstone = 'IK001';
+
 export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: number): Promise<HeldKey | undefined> {
-  const rows = await db.$queryRaw<KeyRow[]>`
+  let rows: KeyRow[];
+  try {
+    rows = await claimStatement(db, request, leaseMs);
+  } catch (error) {
+    // Not claimed: the caller reads the key again, finds no row, and answers from the tombstone.
+    if (postgresErrorCode(error) === claimRefusedByTombstone) return undefined;
+    throw error;
+  }
+  const row = rows[0];
+  return row === undefined ? undefined : toHeldKey(row);
+}
+
+function claimStatement(db: Queryable, request: KeyedRequest, leaseMs: number): Promise<KeyRow[]> {
+  return db.$queryRaw<KeyRow[]>`
     WITH inserted AS (
       INSERT INTO idempotency_keys (merchant_id, key, operation, fingerprint, request_payload, locked_until)
       SELECT ${request.merchantId}, ${request.key}, ${request.operation}, ${request.fingerprint},
@@ -79,8 +95,6 @@ export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: nu
     SELECT id::text, lock_token::text, recovery_point, acquirer_result, request_payload,
            iso8601(created_at) AS first_request_at
     FROM inserted`;
-  const row = rows[0];
-  return row === undefined ? undefined : toHeldKey(row);
 }
 
 export type ExistingResolution =

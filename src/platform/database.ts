@@ -114,13 +114,20 @@ export function isTransientDatabaseError(error: unknown): boolean {
   const code = findPostgresCode(error);
   if (code === undefined) {
     const message = error instanceof Error ? error.message : String(error);
-    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database/i.test(
+    // The last two are Prisma's interactive transaction giving up on time (P2028): no pool slot
+    // within `maxWait`, or the transaction ran past `timeout`. Nothing it wrote was committed.
+    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database|Unable to start a transaction in the given time|cannot be executed on an expired transaction/i.test(
       message,
     );
   }
   // 08: connection exceptions; 40: serialization failure and deadlock; 53: insufficient resources;
   // 57014: statement or lock timeout (query_canceled); 55P03: lock_not_available; 57P0x: shutdown.
   return /^(08|40|53|57P0)/.test(code) || code === '57014' || code === '55P03';
+}
+
+/** The SQLSTATE Postgres answered with, however Prisma and the pg adapter wrapped it. */
+export function postgresErrorCode(error: unknown): string | undefined {
+  return findPostgresCode(error);
 }
 
 function findPostgresCode(error: unknown): string | undefined {
