@@ -120,7 +120,12 @@ export function responsePlugin(): ApolloServerPlugin<GatewayContext> {
             if (answer === undefined || idempotency.stored === true) {
               response.http.headers.set('idempotent-replayed', String(idempotency.replayed));
             }
-            body.singleResult.extensions = { ...body.singleResult.extensions, idempotency: { ...idempotency } };
+            // The contract's three fields (docs/contract.md §2), not the context's bookkeeping (`stored`).
+            const { key, replayed, firstRequestAt } = idempotency;
+            body.singleResult.extensions = {
+              ...body.singleResult.extensions,
+              idempotency: { key, replayed, firstRequestAt },
+            };
           }
           observeLatency(requestContext, startedAtNs);
           contextValue.logger.info(

@@ -29,7 +29,15 @@
  * passes its own CTEs as a `FollowUp`: they read `key_row`, the key row just written, so they run
  * only when the fence held, in the same statement.
  */
-import { noSql, queryRows, sql, type Database, type Queryable, type Sql } from '../platform/database';
+import {
+  noSql,
+  postgresErrorCode,
+  queryRows,
+  sql,
+  type Database,
+  type Queryable,
+  type Sql,
+} from '../platform/database';
 import type { HeldKey, KeyedOperation, KeyedRequest, RecoveryPoint, StoredResponse } from './types';
 import type { IdempotencyOutcome } from './outcomes';
 
@@ -67,8 +75,24 @@ function newLease(leaseMs: number): Sql {
   return sql`lock_token = lock_token + 1, locked_until = now() + ${leaseMs} * interval '1 millisecond'`;
 }
 
+/** Raised by the trigger on idempotency_keys when a tombstone committed while the claim waited. */
+const claimRefusedByTombstone = 'IK001';
+
 export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: number): Promise<HeldKey | undefined> {
-  const rows = await queryRows<KeyRow>(
+  let rows: KeyRow[];
+  try {
+    rows = await claimStatement(db, request, leaseMs);
+  } catch (error) {
+    // Not claimed: the caller reads the key again, finds no row, and answers from the tombstone.
+    if (postgresErrorCode(error) === claimRefusedByTombstone) return undefined;
+    throw error;
+  }
+  const row = rows[0];
+  return row === undefined ? undefined : toHeldKey(row);
+}
+
+function claimStatement(db: Queryable, request: KeyedRequest, leaseMs: number): Promise<KeyRow[]> {
+  return queryRows<KeyRow>(
     db,
     sql`
     WITH inserted AS (
@@ -85,8 +109,6 @@ export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: nu
            iso8601(created_at) AS first_request_at
     FROM inserted`,
   );
-  const row = rows[0];
-  return row === undefined ? undefined : toHeldKey(row);
 }
 
 export type ExistingResolution =
@@ -225,7 +247,8 @@ export interface StaleKeyOptions {
 }
 
 /**
- * The completer's takeover: keys whose lease ran out more than `graceMs` ago, under a new lease.
+ * The completer's takeover: keys whose lease ran out more than `graceMs` ago, under a new lease,
+ * longest untouched first (so keys it keeps releasing take turns with the rest).
  * FOR UPDATE SKIP LOCKED, so several completers may run at once without taking the same key.
  */
 export async function takeOverStaleKeys(db: Queryable, options: StaleKeyOptions): Promise<StaleKey[]> {
@@ -238,7 +261,10 @@ export async function takeOverStaleKeys(db: Queryable, options: StaleKeyOptions)
          -- A refund at STARTED has reserved and authorized nothing: its client's retry decides.
          AND (operation = 'createCharge' OR recovery_point <> 'STARTED')
          AND coalesce(locked_until, updated_at) < now() - ${options.graceMs} * interval '1 millisecond'
-       ORDER BY id
+       -- Longest untouched first, never lowest id: a key the completer releases (nothing
+       -- authorized, its client gone) goes to the back, so such keys cannot fill every batch and
+       -- starve a key with a higher id that hides an authorization.
+       ORDER BY coalesce(locked_until, updated_at), id
        LIMIT ${options.batchSizeMax}
        FOR UPDATE SKIP LOCKED
     )

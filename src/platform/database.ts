@@ -158,7 +158,9 @@ export function isTransientDatabaseError(error: unknown): boolean {
   if (code === undefined) {
     if (hasSocketErrorCode(error)) return true;
     const message = error instanceof Error ? error.message : String(error);
-    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database/i.test(
+    // The last two are Prisma's interactive transaction giving up on time (P2028): no pool slot
+    // within `maxWait`, or the transaction ran past `timeout`. Nothing it wrote was committed.
+    return /ECONNREFUSED|ECONNRESET|ETIMEDOUT|Connection terminated|timeout exceeded|connect|Can't reach database|Unable to start a transaction in the given time|cannot be executed on an expired transaction/i.test(
       message,
     );
   }
@@ -177,6 +179,11 @@ function hasSocketErrorCode(error: unknown): boolean {
   const { code, errors } = error as { code?: unknown; errors?: unknown };
   if (typeof code === 'string' && socketErrorCodes.has(code)) return true;
   return Array.isArray(errors) && errors.some(hasSocketErrorCode);
+}
+
+/** The SQLSTATE Postgres answered with, however Prisma and the pg adapter wrapped it. */
+export function postgresErrorCode(error: unknown): string | undefined {
+  return findPostgresCode(error);
 }
 
 function findPostgresCode(error: unknown): string | undefined {

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startChildGateway, type ChildGateway } from '../../scripts/harness/child-gateway';
 import { ensureBuilt } from '../helpers/built';
 import { createTestEnvironment, type TestEnvironment } from '../helpers/gateway';
+import { waitFor } from '../helpers/ledger';
 
 let environment: TestEnvironment;
 const children: ChildGateway[] = [];
@@ -72,16 +73,20 @@ describe('the built gateway in production', () => {
     ];
     expect(statuses).toEqual([401, 401, 429, 429]);
 
-    const lines = gateway
-      .output()
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { msg: string; address?: string; tokenGiven?: boolean });
-    const failed = lines.filter((line) => line.msg === 'admin authentication failed');
+    const logLines = () =>
+      gateway
+        .output()
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { msg: string; address?: string; tokenGiven?: boolean });
+    const limitedLines = () =>
+      logLines().filter((line) => line.msg.startsWith('admin authentication refused: too many failures'));
+    // The answer can reach the test before the child's log line crosses its stdout pipe: wait for it.
+    await waitFor(async () => limitedLines().length >= 2, 10_000, 'the log line of the last refused attempt');
+    const failed = logLines().filter((line) => line.msg === 'admin authentication failed');
     expect(failed.map((line) => line.tokenGiven)).toEqual([true, false]);
     for (const line of failed) expect(line.address).toMatch(/127\.0\.0\.1/);
-    const limited = lines.filter((line) => line.msg.startsWith('admin authentication refused: too many failures'));
-    expect(limited).toHaveLength(2);
+    expect(limitedLines()).toHaveLength(2);
     // The guesses themselves never reach the log.
     expect(gateway.output()).not.toContain('guess-number');
     expect(gateway.output()).not.toContain(adminToken);
