@@ -20,6 +20,7 @@ import type { GatewayContext, GatewayServices } from './context';
 import { formatError } from './errors';
 import { requestGuardPlugin, responsePlugin } from './plugins';
 import { asBadRequestWhenOverLimit, queryLimitServerOptions, type QueryLimits } from './query-limits';
+import type { ReplayFastPath } from './replay-fast-path';
 import { buildPublicSchema } from './schema';
 
 export interface GraphqlServerOptions {
@@ -32,6 +33,8 @@ export interface GraphqlServerOptions {
   readonly requestBodyBytesMax: number;
   readonly queryLimits: QueryLimits;
   readonly rateLimits?: MerchantRateLimits;
+  /** Replays of completed keys answered from Redis before execution (replay-fast-path.ts). */
+  readonly replays?: ReplayFastPath;
   /** The process's HTTP server, drained by Apollo on stop: in-flight requests finish within drainGraceMs. */
   readonly httpServer: Server;
   readonly drainGraceMs: number;
@@ -66,6 +69,7 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
       }),
       requestGuardPlugin({
         ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
+        ...(options.replays === undefined ? {} : { replays: options.replays }),
         limits: options.queryLimits,
         requireMerchant: true,
       }),
