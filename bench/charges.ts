@@ -57,6 +57,7 @@ interface Row {
   readonly p99Ms: number;
   readonly failures: number | '';
   readonly rssMb: number | '';
+  readonly cpuMs: number | '';
 }
 
 function databaseUrlFor(name: string): string {
@@ -92,6 +93,7 @@ function row(scenario: string, connections: number, result: WrkResult): Row {
     p99Ms: result.p99Ms,
     failures: result.non2xx + result.socketErrors,
     rssMb: result.rssMbMax === undefined ? '' : Math.round(result.rssMbMax),
+    cpuMs: result.cpuMsPerRequest === undefined ? '' : Number(result.cpuMsPerRequest.toFixed(2)),
   };
 }
 
@@ -168,7 +170,9 @@ function pgbenchRows(databaseUrl: string, merchantId: string): Row[] {
     shapes.flatMap(([shape, scenario]) => {
       try {
         const result = runPgbench(databaseUrl, merchantId, shape, clients, seconds);
-        return [{ scenario, connections: clients, ...result, failures: '' as const, rssMb: '' as const }];
+        return [
+          { scenario, connections: clients, ...result, failures: '' as const, rssMb: '' as const, cpuMs: '' as const },
+        ];
       } catch (error) {
         // A reference that could not run (on a loaded machine 64 connections may not even open in
         // a short run) must not throw away the HTTP figures already measured.
@@ -180,7 +184,7 @@ function pgbenchRows(databaseUrl: string, merchantId: string): Row[] {
 }
 
 function print(rows: readonly Row[]): void {
-  const header = ['scenario', 'conns', 'per s', 'p50 ms', 'p99 ms', 'failed', 'api RSS MB'];
+  const header = ['scenario', 'conns', 'per s', 'p50 ms', 'p99 ms', 'failed', 'api RSS MB', 'api CPU ms/req'];
   const lines = rows.map((one) =>
     [
       one.scenario,
@@ -190,6 +194,7 @@ function print(rows: readonly Row[]): void {
       one.p99Ms.toFixed(1),
       one.failures,
       one.rssMb,
+      one.cpuMs,
     ].map(String),
   );
   const widths = header.map((title, column) => Math.max(title.length, ...lines.map((line) => line[column]!.length)));

@@ -129,5 +129,10 @@ describe('the compiled commands', () => {
     // The old space's 512 MB plus the young generation.
     expect(Number(stdout)).toBeGreaterThanOrEqual(512);
     expect(Number(stdout)).toBeLessThan(640);
+    // `NODE_ENV=production npm start` (scripts/start.sh) runs dist/main.js with the same defaults.
+    const startScript = readFileSync(path.join(repoRoot, 'scripts', 'start.sh'), 'utf8');
+    for (const [name, value] of Object.entries(shipped)) {
+      expect(startScript).toContain(`export ${name}="\${${name}-${value}}"`);
+    }
   });
 });
