@@ -32,6 +32,14 @@ RUN apt-get update \
   && apt-get install -y --no-install-recommends tini \
   && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production PORT=4000
+# The api's resident set (docs/benchmarks.md, "api RSS"): with node's default heap limit (a
+# share of the machine's memory: 4,144 MB on a 24 GB machine, which gives V8 its largest heap
+# growing factor, 4) the old space grew to three or four times its live data under load before a
+# full collection, and V8's worker threads kept up to 90 MB in glibc's per-thread malloc arenas.
+# With a 512 MB old space (about eight times the live set at 64 connections) V8's growing factor
+# is about 1.4; two arenas bound malloc's share. scripts/harness/built.ts reads these lines, so
+# the bench and the tests that run dist/ run with them too.
+ENV NODE_OPTIONS=--max-old-space-size=512 MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY package.json package-lock.json ./
 COPY packages/retry/package.json ./packages/retry/

@@ -29,7 +29,7 @@ export interface WrkLoad {
   readonly body: string;
   readonly authorization?: string;
   readonly keys: { readonly kind: 'none' } | { readonly kind: 'fresh'; readonly prefix: string } | CycledKeys;
-  /** A process whose resident set size is sampled while the load runs. */
+  /** A process whose resident set size is sampled, and whose CPU time is read, while the load runs. */
   readonly rssPid?: number;
 }
 
@@ -47,6 +47,8 @@ export interface WrkResult {
   readonly socketErrors: number;
   /** The largest RSS seen while the load ran, in MB (when rssPid was given). */
   readonly rssMbMax: number | undefined;
+  /** That process's CPU time (user + system, all its threads) per request answered, in ms. */
+  readonly cpuMsPerRequest: number | undefined;
 }
 
 const resultLine = z.object({
@@ -57,6 +59,14 @@ const resultLine = z.object({
   p50Us: z.number(),
   p99Us: z.number(),
 });
+
+/** User + system CPU time of a process so far, in ms (/proc/<pid>/stat, clock ticks of 10 ms). */
+function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces, so split after its closing parenthesis).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
 
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -81,12 +91,15 @@ export async function runWrk(load: WrkLoad): Promise<WrkResult> {
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   let rssMbMax: number | undefined;
+  const cpuMsBefore = load.rssPid === undefined ? undefined : cpuMs(load.rssPid);
   const sampler =
     load.rssPid === undefined
       ? undefined
       : setInterval(() => (rssMbMax = Math.max(rssMbMax ?? 0, rssMb(load.rssPid!))), 250);
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   if (sampler !== undefined) clearInterval(sampler);
+  const cpuMsUsed =
+    load.rssPid === undefined || cpuMsBefore === undefined ? undefined : cpuMs(load.rssPid) - cpuMsBefore;
   const line = output.split('\n').find((candidate) => candidate.startsWith('WRK_RESULT '));
   if (code !== 0 || line === undefined) throw new Error(`wrk failed (exit ${String(code)}):\n${output}`);
   const result = resultLine.parse(JSON.parse(line.slice('WRK_RESULT '.length)));
@@ -97,5 +110,6 @@ export async function runWrk(load: WrkLoad): Promise<WrkResult> {
     non2xx: result.non2xx,
     socketErrors: result.socketErrors,
     rssMbMax,
+    cpuMsPerRequest: cpuMsUsed === undefined || result.requests === 0 ? undefined : cpuMsUsed / result.requests,
   };
 }

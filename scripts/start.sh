@@ -9,6 +9,10 @@ if [ "$NODE_ENV" = production ]; then
     echo "dist/main.js is missing: run \`npm run build\` first." >&2
     exit 1
   fi
+  # What the runtime image sets for node (the Dockerfile's ENV; docs/benchmarks.md, "The api's
+  # resident set"), unless the environment says otherwise. A test keeps the two the same.
+  export NODE_OPTIONS="${NODE_OPTIONS---max-old-space-size=512}"
+  export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX-2}"
   exec node dist/main.js
 fi
 exec tsx scripts/start.ts

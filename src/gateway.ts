@@ -31,6 +31,7 @@ import { Lifecycle, type StopReport, type Stoppable } from './platform/lifecycle
 import type { Logger } from './platform/logger';
 import { closeRedis, openHotPathRedis, openQueueRedis, waitUntilReady, type RedisClient } from './platform/redis';
 import { createGraphqlServer } from './graphql/server';
+import { ReplayFastPath } from './graphql/replay-fast-path';
 import { queryLimitsFromConfig } from './graphql/query-limits';
 import { bodyParserErrorHandler } from './graphql/errors';
 import { createAdminRouter } from './admin/admin-server';
@@ -411,6 +412,7 @@ async function mountApi(platform: Platform, services: Services): Promise<Stoppab
     requestBodyBytesMax: config.requestBodyBytesMax,
     queryLimits: queryLimitsFromConfig(config),
     rateLimits: new MerchantRateLimits(redis, config.redisKeyPrefix, config.merchantRatePerSecond),
+    replays: new ReplayFastPath(services.idempotency),
     httpServer: http.server,
     drainGraceMs: config.shutdownGraceMs,
   });

@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shippedRuntimeEnv } from './built';
 import { freePort } from './redis';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -29,7 +30,10 @@ export interface ChildGatewayOptions {
    * deadline costs nothing when the start is quick.
    */
   readonly readyTimeoutMs?: number;
-  /** Run the compiled gateway (`node dist/main.js`, after `npm run build`) instead of the source. */
+  /**
+   * Run the compiled gateway (`node dist/main.js`, after `npm run build`) instead of the source,
+   * with the environment the runtime image sets for node (shippedRuntimeEnv).
+   */
   readonly built?: boolean;
   /** Flags for node itself, before the entry (e.g. `--cpu-prof`, which NODE_OPTIONS refuses). */
   readonly nodeArguments?: readonly string[];
@@ -49,7 +53,8 @@ export async function startChildGateway(
     : ['--import', 'tsx', '--import', exitWithParent, path.join(repoRoot, 'src', 'main.ts')];
   const child = spawn(process.execPath, [...(options.nodeArguments ?? []), ...entry], {
     cwd: repoRoot,
-    env: { ...process.env, ...env, PORT: String(port) },
+    // The built gateway gets what the image sets for node (heap limit, malloc arenas), as it ships.
+    env: { ...process.env, ...(options.built ? shippedRuntimeEnv() : {}), ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

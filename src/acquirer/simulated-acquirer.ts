@@ -24,6 +24,15 @@ const declineCodes: Readonly<Record<string, string>> = {
 };
 const approvingTokens = new Set(['tok_visa', 'tok_mastercard', 'tok_amex', 'tok_slow']);
 
+// Named prepared statements: Postgres parses and plans each once per connection of the pool.
+const recordStatement = `
+  INSERT INTO acquirer_authorizations (idempotency_key, authorization_id, kind, amount, currency, source, approved, decline_code)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+  ON CONFLICT (idempotency_key) DO NOTHING
+  RETURNING authorization_id, approved, decline_code, amount, currency`;
+const findStatement =
+  'SELECT authorization_id, approved, decline_code, amount, currency FROM acquirer_authorizations WHERE idempotency_key = $1';
+
 export interface SimulatedAcquirerOptions {
   readonly databaseUrl: string;
   /** The gateway gives up on a call after this long (transient failure). */
@@ -81,10 +90,11 @@ export class SimulatedAcquirer implements Acquirer {
   }
 
   async findAuthorization(idempotencyKey: string): Promise<Authorization | null> {
-    const { rows } = await this.pool.query<AuthorizationRow>(
-      'SELECT authorization_id, approved, decline_code, amount, currency FROM acquirer_authorizations WHERE idempotency_key = $1',
-      [idempotencyKey],
-    );
+    const { rows } = await this.pool.query<AuthorizationRow>({
+      name: 'acquirer_find',
+      text: findStatement,
+      values: [idempotencyKey],
+    });
     const row = rows[0];
     return row === undefined ? null : toAuthorization(row);
   }
@@ -99,12 +109,10 @@ export class SimulatedAcquirer implements Acquirer {
     const authorizationId = `${request.kind === 'charge' ? 'auth' : 'rfnd'}_${randomBytes(10).toString('hex')}`;
     // ON CONFLICT DO NOTHING waits for a concurrent insert of the same key, then yields; the
     // SELECT that follows (a new statement, a new snapshot) reads the winner.
-    const inserted = await this.pool.query<AuthorizationRow>(
-      `INSERT INTO acquirer_authorizations (idempotency_key, authorization_id, kind, amount, currency, source, approved, decline_code)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (idempotency_key) DO NOTHING
-       RETURNING authorization_id, approved, decline_code, amount, currency`,
-      [
+    const inserted = await this.pool.query<AuthorizationRow>({
+      name: 'acquirer_record',
+      text: recordStatement,
+      values: [
         request.idempotencyKey,
         authorizationId,
         request.kind,
@@ -114,14 +122,15 @@ export class SimulatedAcquirer implements Acquirer {
         declineCode === null,
         declineCode,
       ],
-    );
+    });
     const row =
       inserted.rows[0] ??
       (
-        await this.pool.query<AuthorizationRow>(
-          'SELECT authorization_id, approved, decline_code, amount, currency FROM acquirer_authorizations WHERE idempotency_key = $1',
-          [request.idempotencyKey],
-        )
+        await this.pool.query<AuthorizationRow>({
+          name: 'acquirer_find',
+          text: findStatement,
+          values: [request.idempotencyKey],
+        })
       ).rows[0];
     if (row === undefined) throw new AcquirerUnavailableError('acquirer lost an authorization it had just recorded');
     if (row.amount !== request.amount || row.currency.trim() !== request.currency) {

@@ -1,4 +1,7 @@
-/** The API's metrics: request latency per operation field, and the attempt number clients send. */
+/**
+ * The API's metrics: request latency per operation field, the attempt number clients send, and
+ * the replays answered before execution (src/graphql/replay-fast-path.ts).
+ */
 import type { MetricsRegistry } from '../platform/metrics';
 
 export type AttemptBucket = '1' | '2' | '3' | '4+';
@@ -20,6 +23,12 @@ export function apiMetrics(metrics: MetricsRegistry) {
       help: 'Money-moving requests by the attempt number the client sent in Idempotency-Attempt.',
       labelNames: ['attempt'],
       zeros: attemptBuckets.map((attempt) => ({ attempt })),
+    }),
+    replaysBeforeExecution: metrics.counter({
+      name: 'graphql_replays_before_execution_total',
+      help: 'Keyed mutations replayed from Redis before GraphQL execution (no resolver ran), by field.',
+      labelNames: ['field'],
+      zeros: [{ field: 'createCharge' }, { field: 'refundCharge' }],
     }),
     httpRequestDuration: metrics.histogram({
       name: 'http_request_duration_seconds',

@@ -18,6 +18,7 @@ import type { MerchantRateLimits } from '../merchants/rate-limits';
 import { httpAnswerFor } from './errors';
 import { requireMerchant, type GatewayContext } from './context';
 import { checkQueryCost, type QueryLimits } from './query-limits';
+import type { ReplayCandidate, ReplayFastPath } from './replay-fast-path';
 
 export const moneyMovingFields: ReadonlySet<string> = new Set(['createCharge', 'refundCharge']);
 const latencyFields = new Set(['createCharge', 'refundCharge', 'charge', 'charges']);
@@ -50,6 +51,8 @@ export function rootFields(
 export interface GuardOptions {
   /** Per-merchant request limits, checked right after authentication. */
   readonly rateLimits?: MerchantRateLimits;
+  /** Replays answered before execution (replay-fast-path.ts); absent: every request executes. */
+  readonly replays?: ReplayFastPath;
   /** The cost limit and page size (the structural limits are validation rules: query-limits.ts). */
   readonly limits: QueryLimits;
   /** The admin schema authenticates differently and has no money-moving fields. */
@@ -59,6 +62,8 @@ export interface GuardOptions {
 export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<GatewayContext> {
   return {
     async requestDidStart() {
+      // A keyed mutation that may be a replay, with its key's Redis value (read with the rate limit).
+      let replay: { candidate: ReplayCandidate; value: string | null | undefined } | undefined;
       return {
         async didResolveOperation(requestContext) {
           const operation = requestContext.operation;
@@ -77,7 +82,21 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
           const onlyIntrospection = fields.every((field) => field.name.value.startsWith('__'));
           if (options.requireMerchant && !onlyIntrospection) {
             const merchant = requireMerchant(requestContext.contextValue);
-            await options.rateLimits?.consume(merchant.id, merchant.rateLimitPerSecond);
+            const candidate = options.replays?.candidate(requestContext, merchant);
+            if (candidate === undefined || options.replays === undefined) {
+              await options.rateLimits?.consume(merchant.id, merchant.rateLimitPerSecond);
+            } else {
+              // One round trip: the limit spent and the key's value read by one script.
+              const value =
+                options.rateLimits === undefined
+                  ? await options.replays.read(candidate)
+                  : await options.rateLimits.consumeAndRead(
+                      merchant.id,
+                      merchant.rateLimitPerSecond,
+                      candidate.redisKey,
+                    );
+              replay = { candidate, value };
+            }
           }
 
           const moneyFields = fields.filter((field) => moneyMovingFields.has(field.name.value));
@@ -94,6 +113,11 @@ export function requestGuardPlugin(options: GuardOptions): ApolloServerPlugin<Ga
             requestContext.request.variables,
             options.limits,
           );
+        },
+        // Runs after every plugin's didResolveOperation, so after all the checks above.
+        async responseForOperation(requestContext) {
+          if (replay === undefined || typeof replay.value !== 'string' || options.replays === undefined) return null;
+          return options.replays.respond(requestContext, replay.candidate, replay.value);
         },
       };
     },

@@ -14,7 +14,9 @@
  *      and each alias counts on its own. It expands fragments per path, which is safe only because
  *      step 2 already bounded the expanded size. It needs the variables, and Apollo caches a
  *      document as validated for every later request with other variables, so it cannot be a
- *      validation rule: the guard calls it once the operation is resolved, before execution.
+ *      validation rule: the guard calls it once the operation is resolved, before execution. A
+ *      cost within the limit is kept per parsed document when no variable can change it (no
+ *      variable in a directive or a `first` argument), so most requests skip the walk.
  * Introspection and `__`-only operations go through the same checks as any other.
  */
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
@@ -26,6 +28,7 @@ import {
   type GraphQLSchema,
   type ValidationContext,
   type ValidationRule,
+  visit,
 } from 'graphql';
 import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
 import { GatewayError, type ErrorCode } from '../errors';
@@ -110,6 +113,47 @@ function pagedFieldEstimator(pageSizeDefault: number): ComplexityEstimator {
   };
 }
 
+/**
+ * Costs within the limit of documents whose cost no variable can change, per parsed document
+ * (Apollo hands every request with the same query text the same DocumentNode from its cache) and
+ * operation name. A cost over the limit is never kept: it is computed again, as before, so a
+ * request whose variables do not coerce still gets execution's own 400.
+ */
+const costsWithinLimit = new WeakMap<DocumentNode, Map<string, number>>();
+const variableFreeCost = new WeakMap<DocumentNode, boolean>();
+
+/**
+ * True when no variable can change the cost: the estimator reads only `first`, and graphql-query-
+ * complexity reads variables only through arguments and @include/@skip. So a document with no
+ * variable inside any directive or any `first` argument costs the same with any variables.
+ */
+function costIgnoresVariables(document: DocumentNode): boolean {
+  let known = variableFreeCost.get(document);
+  if (known === undefined) {
+    let inside = 0;
+    let usesVariable = false;
+    const enter = () => {
+      inside += 1;
+    };
+    const leave = () => {
+      inside -= 1;
+    };
+    visit(document, {
+      Directive: { enter, leave },
+      Argument: {
+        enter: (node) => (node.name.value === 'first' ? enter() : undefined),
+        leave: (node) => (node.name.value === 'first' ? leave() : undefined),
+      },
+      Variable: () => {
+        if (inside > 0) usesVariable = true;
+      },
+    });
+    known = !usesVariable;
+    variableFreeCost.set(document, known);
+  }
+  return known;
+}
+
 /** Step 4: the cost with the request's own variables, or BAD_REQUEST naming both numbers. */
 export function checkQueryCost(
   schema: GraphQLSchema,
@@ -118,6 +162,8 @@ export function checkQueryCost(
   variables: Record<string, unknown> | undefined,
   limits: QueryLimits,
 ): number {
+  const known = costsWithinLimit.get(document)?.get(operationName ?? '');
+  if (known !== undefined) return known;
   let cost: number;
   try {
     cost = getComplexity({
@@ -141,6 +187,14 @@ export function checkQueryCost(
       `The query costs ${cost} points; at most ${limits.costMax} are allowed. ` +
         'A paged field costs its selection once per item asked for (first).',
     );
+  }
+  if (costIgnoresVariables(document)) {
+    let costs = costsWithinLimit.get(document);
+    if (costs === undefined) {
+      costs = new Map();
+      costsWithinLimit.set(document, costs);
+    }
+    costs.set(operationName ?? '', cost);
   }
   return cost;
 }

@@ -20,6 +20,7 @@ import type { GatewayContext, GatewayServices } from './context';
 import { formatError } from './errors';
 import { requestGuardPlugin, responsePlugin } from './plugins';
 import { asBadRequestWhenOverLimit, queryLimitServerOptions, type QueryLimits } from './query-limits';
+import type { ReplayFastPath } from './replay-fast-path';
 import { buildPublicSchema } from './schema';
 
 export interface GraphqlServerOptions {
@@ -32,6 +33,8 @@ export interface GraphqlServerOptions {
   readonly requestBodyBytesMax: number;
   readonly queryLimits: QueryLimits;
   readonly rateLimits?: MerchantRateLimits;
+  /** Replays of completed keys answered from Redis before execution (replay-fast-path.ts). */
+  readonly replays?: ReplayFastPath;
   /** The process's HTTP server, drained by Apollo on stop: in-flight requests finish within drainGraceMs. */
   readonly httpServer: Server;
   readonly drainGraceMs: number;
@@ -66,6 +69,7 @@ export async function createGraphqlServer(options: GraphqlServerOptions): Promis
       }),
       requestGuardPlugin({
         ...(options.rateLimits === undefined ? {} : { rateLimits: options.rateLimits }),
+        ...(options.replays === undefined ? {} : { replays: options.replays }),
         limits: options.queryLimits,
         requireMerchant: true,
       }),
@@ -93,6 +97,26 @@ function header(req: Request, name: string): string | undefined {
   return Array.isArray(value) ? value[0] : value;
 }
 
+/**
+ * The two key headers, one entry per occurrence (what `headersDistinct` gives, without building
+ * it for every header of every request).
+ */
+function keyHeaders(
+  rawHeaders: readonly string[],
+): Pick<GatewayContext['headers'], 'idempotencyKey' | 'xIdempotencyKey'> {
+  let idempotencyKey: string[] | undefined;
+  let xIdempotencyKey: string[] | undefined;
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index]!;
+    if (name.length === 15 && name.toLowerCase() === 'idempotency-key') {
+      (idempotencyKey ??= []).push(rawHeaders[index + 1]!);
+    } else if (name.length === 17 && name.toLowerCase() === 'x-idempotency-key') {
+      (xIdempotencyKey ??= []).push(rawHeaders[index + 1]!);
+    }
+  }
+  return { idempotencyKey, xIdempotencyKey };
+}
+
 function buildContext(req: Request, res: express.Response, options: GraphqlServerOptions): GatewayContext {
   const incomingId = header(req, 'x-request-id');
   const requestId = incomingId !== undefined && requestIdPattern.test(incomingId) ? incomingId : randomUUID();
@@ -103,8 +127,7 @@ function buildContext(req: Request, res: express.Response, options: GraphqlServe
     merchant: authentication.merchant,
     authProblem: authentication.problem,
     headers: {
-      idempotencyKey: req.headersDistinct['idempotency-key'],
-      xIdempotencyKey: req.headersDistinct['x-idempotency-key'],
+      ...keyHeaders(req.rawHeaders),
       prefer: header(req, 'prefer'),
       attempt: header(req, 'idempotency-attempt'),
     },

@@ -125,6 +125,40 @@ export class IdempotencyStore {
     return released;
   }
 
+  /** The Redis key of a request's key, for reading it in another round trip (the rate limit's). */
+  redisKeyOf(request: Pick<KeyedRequest, 'merchantId' | 'key'>): string {
+    return this.redisStore.redisKey(request.merchantId, request.key);
+  }
+
+  /** Reads the request's key in Redis on its own (when no rate limit reads it): undefined when Redis did not answer. */
+  readRedisValue(request: KeyedRequest): Promise<string | null | undefined> {
+    return this.redisStore.read(request.merchantId, request.key);
+  }
+
+  /**
+   * The replay fast path (src/graphql/replay-fast-path.ts): given the key's Redis value (read
+   * in the rate limit's round trip), answers only what `answerFromRedis` answers as `replayed`:
+   * a completed, verified answer with this request's fingerprint. `render` shapes the stored
+   * response for the client and may decline (undefined); only a rendered replay is recorded
+   * (metrics, audit row), by `answerFromRedis` itself. Everything else, another body's completed
+   * answer (422) included, returns undefined with nothing recorded: the request then resolves the
+   * normal way (`resolve`), which decides it as before.
+   */
+  replayFromRedis<Rendered>(
+    request: KeyedRequest,
+    value: string,
+    render: (response: StoredResponse) => Rendered | undefined,
+  ): Rendered | undefined {
+    const marker = this.redisStore.parseValue(request.merchantId, request.key, value);
+    if (marker?.state !== 'completed' || marker.fingerprint !== request.fingerprint) return undefined;
+    const rendered = render(marker.response);
+    if (rendered === undefined) return undefined;
+    const answer = this.answerFromRedis(request, marker);
+    if (answer?.outcome !== 'replayed')
+      throw new Error('invariant violated: a completed answer with our fingerprint is a replay');
+    return rendered;
+  }
+
   private async resolveOnce(request: KeyedRequest): Promise<KeyResolution | InFlight> {
     const mark = await this.redisStore.markInFlight(
       request.merchantId,

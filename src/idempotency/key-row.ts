@@ -18,6 +18,9 @@
  *   writeAuditBatch     the audit rows of attempts answered from Redis alone (src/idempotency/audit-buffer.ts)
  * Outcomes: a held key (created, resumed), a stored response (replayed), in_progress, mismatch or
  * vanished; a write under a lease answers whether the lease still held.
+ * The statements of every request (claimKey, resolveExisting, and every write under a lease, so
+ * recordCharge) run as named prepared statements on the pg pool (`queryRows`,
+ * src/platform/database.ts); inside a transaction, through it.
  *
  * Fencing is written once, in `writeUnderLease`: its UPDATE matches only
  * `id AND lock_token AND state = 'IN_PROGRESS'`, so a process that lost its lease writes nothing
@@ -26,7 +29,15 @@
  * passes its own CTEs as a `FollowUp`: they read `key_row`, the key row just written, so they run
  * only when the fence held, in the same statement.
  */
-import { noSql, postgresErrorCode, sql, type Database, type Queryable, type Sql } from '../platform/database';
+import {
+  noSql,
+  postgresErrorCode,
+  queryRows,
+  sql,
+  type Database,
+  type Queryable,
+  type Sql,
+} from '../platform/database';
 import type { HeldKey, KeyedOperation, KeyedRequest, RecoveryPoint, StoredResponse } from './types';
 import type { IdempotencyOutcome } from './outcomes';
 
@@ -81,7 +92,9 @@ export async function claimKey(db: Queryable, request: KeyedRequest, leaseMs: nu
 }
 
 function claimStatement(db: Queryable, request: KeyedRequest, leaseMs: number): Promise<KeyRow[]> {
-  return db.$queryRaw<KeyRow[]>`
+  return queryRows<KeyRow>(
+    db,
+    sql`
     WITH inserted AS (
       INSERT INTO idempotency_keys (merchant_id, key, operation, fingerprint, request_payload, locked_until)
       SELECT ${request.merchantId}, ${request.key}, ${request.operation}, ${request.fingerprint},
@@ -94,7 +107,8 @@ function claimStatement(db: Queryable, request: KeyedRequest, leaseMs: number): 
     ), audited AS (${auditStep(request, sql`'created'`, sql`inserted`)})
     SELECT id::text, lock_token::text, recovery_point, acquirer_result, request_payload,
            iso8601(created_at) AS first_request_at
-    FROM inserted`;
+    FROM inserted`,
+  );
 }
 
 export type ExistingResolution =
@@ -128,7 +142,9 @@ export async function resolveExisting(
   // Both CTEs read one snapshot. If another request takes the lease over first, our UPDATE
   // re-checks the newer row, matches nothing, and the SELECT still shows the old row: the outcome
   // is then in_progress, which is true.
-  const rows = await db.$queryRaw<ResolvedRow[]>`
+  const rows = await queryRows<ResolvedRow>(
+    db,
+    sql`
     WITH taken AS (
       UPDATE idempotency_keys
          SET ${newLease(leaseMs)}, state = 'IN_PROGRESS', updated_at = now()
@@ -158,7 +174,8 @@ export async function resolveExisting(
     SELECT id::text, lock_token::text, recovery_point, acquirer_result, request_payload,
            iso8601(created_at) AS first_request_at, outcome, lease_seconds_left, retention_seconds_left,
            response_status, response_code, response_body
-    FROM resolved`;
+    FROM resolved`,
+  );
   const row = rows[0];
   if (row === undefined) return { outcome: 'vanished' };
   switch (row.outcome) {
@@ -294,14 +311,17 @@ async function writeUnderLease(
   followUp?: FollowUp,
   atRecoveryPoint?: RecoveryPoint,
 ): Promise<KeyState | undefined> {
-  const rows = await db.$queryRaw<{ state: KeyState | null; done: boolean }[]>`
+  const rows = await queryRows<{ state: KeyState | null; done: boolean }>(
+    db,
+    sql`
     WITH key_row AS (
       UPDATE idempotency_keys SET ${assignments}, updated_at = now()
        WHERE id = ${held.id}::bigint AND lock_token = ${held.lockToken}::bigint AND state = 'IN_PROGRESS'
              ${atRecoveryPoint === undefined ? noSql : sql`AND recovery_point = ${atRecoveryPoint}`}
       RETURNING id, state
     )${followUp === undefined ? noSql : sql`, ${followUp.steps}`}
-    SELECT (SELECT state FROM key_row) AS state, ${followUp === undefined ? sql`true` : followUp.done} AS done`;
+    SELECT (SELECT state FROM key_row) AS state, ${followUp === undefined ? sql`true` : followUp.done} AS done`,
+  );
   const row = rows[0];
   return row?.state !== null && row?.state !== undefined && row.done ? row.state : undefined;
 }

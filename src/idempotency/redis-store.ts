@@ -143,6 +143,26 @@ export class RedisIdempotencyStore {
     }
   }
 
+  /**
+   * A value read elsewhere (the replay fast path reads it in the rate limit's round trip),
+   * verified like `markInFlight`'s, but silently: a value that does not verify sends the request
+   * the normal way, whose `SET NX GET` meets it again and counts it once.
+   */
+  parseValue(merchantId: string, key: string, stored: string): RedisMarker | undefined {
+    const redisKey = this.redisKey(merchantId, key);
+    const value = this.signer.verify(signaturePurpose, redisKey, stored);
+    return value === undefined ? undefined : tryParseStoredJson(markerSchema, value);
+  }
+
+  /** The value under the key, for the replay fast path when no rate limit reads it: undefined when Redis did not answer. */
+  async read(merchantId: string, key: string): Promise<string | null | undefined> {
+    try {
+      return await this.redis.get(this.redisKey(merchantId, key));
+    } catch {
+      return undefined;
+    }
+  }
+
   private verify(redisKey: string, stored: string): RedisMarker | undefined {
     const value = this.signer.verify(signaturePurpose, redisKey, stored);
     const marker = value === undefined ? undefined : tryParseStoredJson(markerSchema, value);

@@ -3,6 +3,7 @@
  * carries statement_timeout and lock_timeout (docs/contract.md §11), so a request stuck behind a lock
  * becomes a retryable 503 instead of a hung connection.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
 import { Prisma, PrismaClient } from '../generated/prisma/client';
@@ -54,6 +55,7 @@ export function openDatabase(config: DatabaseConfig, applicationName = 'payments
   pool.on('error', () => undefined);
   const checkedOut = trackCheckedOutClients(pool);
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  poolUnder.set(prisma, pool);
   return {
     prisma,
     pool,
@@ -69,6 +71,47 @@ export function openDatabase(config: DatabaseConfig, applicationName = 'payments
       await ended;
     },
   };
+}
+
+/** The pg pool under each client that openDatabase made (queryRows runs prepared statements on it). */
+const poolUnder = new WeakMap<Queryable, pg.Pool>();
+
+/**
+ * The rows of one statement. On the database itself (not inside a transaction) it runs as a named
+ * prepared statement on the pg pool under Prisma: Postgres parses and plans it once per
+ * connection, and Prisma's raw-query path (its query compiler, the adapter's conversions) is not
+ * run at all, which was a sixth of a new charge's CPU (docs/benchmarks.md). Inside a transaction,
+ * or on a client openDatabase did not make, it runs through Prisma as `$queryRaw` would.
+ *
+ * Same connections, so the same statement_timeout, lock_timeout and role; the same errors for
+ * isTransientDatabaseError (pg's own, with their SQLSTATE, or the socket's; test/platform/
+ * prepared-statements.test.ts). Only for statements whose columns read the same through pg as
+ * through Prisma: text, boolean, integer (not bigint, numeric or timestamps: cast those to text).
+ */
+export async function queryRows<T>(db: Queryable, statement: Sql): Promise<T[]> {
+  const pool = poolUnder.get(db);
+  if (pool === undefined) return db.$queryRaw<T[]>(statement);
+  const text = statement.text;
+  const result = await pool.query<T & pg.QueryResultRow>({
+    name: statementName(text),
+    text,
+    values: statement.values,
+  });
+  return result.rows;
+}
+
+const statementNames = new Map<string, string>();
+const statementNamesMax = 1_000;
+
+/** A name per statement text (pg refuses one name for two texts): a digest of the text. */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `pgw_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    if (statementNames.size >= statementNamesMax) statementNames.clear();
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 /** How long closing waits for running statements to end on their own before it cancels them. */
@@ -113,6 +156,7 @@ async function cancelStatements(databaseUrl: string, clients: ReadonlySet<pg.Poo
 export function isTransientDatabaseError(error: unknown): boolean {
   const code = findPostgresCode(error);
   if (code === undefined) {
+    if (hasSocketErrorCode(error)) return true;
     const message = error instanceof Error ? error.message : String(error);
     // The last two are Prisma's interactive transaction giving up on time (P2028): no pool slot
     // within `maxWait`, or the transaction ran past `timeout`. Nothing it wrote was committed.
@@ -123,6 +167,18 @@ export function isTransientDatabaseError(error: unknown): boolean {
   // 08: connection exceptions; 40: serialization failure and deadlock; 53: insufficient resources;
   // 57014: statement or lock timeout (query_canceled); 55P03: lock_not_available; 57P0x: shutdown.
   return /^(08|40|53|57P0)/.test(code) || code === '57014' || code === '55P03';
+}
+
+// Node's socket error codes. pg passes them on as they are (Prisma's adapter turns them into
+// DatabaseNotReachable): a host with an IPv4 and an IPv6 address refuses with an AggregateError
+// whose message is empty and whose code says what happened.
+const socketErrorCodes = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function hasSocketErrorCode(error: unknown): boolean {
+  if (error === null || typeof error !== 'object') return false;
+  const { code, errors } = error as { code?: unknown; errors?: unknown };
+  if (typeof code === 'string' && socketErrorCodes.has(code)) return true;
+  return Array.isArray(errors) && errors.some(hasSocketErrorCode);
 }
 
 /** The SQLSTATE Postgres answered with, however Prisma and the pg adapter wrapped it. */

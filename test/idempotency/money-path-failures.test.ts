@@ -198,6 +198,21 @@ describe('when the database holds a lock past lock_timeout', () => {
     expect(await chargesForKey(environment.database, key)).toBe(1);
   });
 
+  it('answers 503 with Retry-After when recordCharge (a prepared statement on the pool) waits past lock_timeout, releases the key, and the retry charges once', async () => {
+    const key = newKey();
+    // The claim and the acquirer touch no charges row: the lock stops the recording statement.
+    const answer = await whileLocked('LOCK TABLE charges IN ACCESS EXCLUSIVE MODE', () =>
+      createCharge(gateway.url, gateway.apiKey, key, visa),
+    );
+    expect(expectTransientFailure(answer)).toBe(1);
+    expect(await authorizationsForKey(environment.database, key)).toBe(1);
+    expect(await count('SELECT count(*) FROM idempotency_keys WHERE key = $1 AND locked_until IS NULL', [key])).toBe(1);
+    const retry = await createCharge(gateway.url, gateway.apiKey, key, visa);
+    expect(retry.status).toBe(200);
+    expect(await chargesForKey(environment.database, key)).toBe(1);
+    expect(await authorizationsForKey(environment.database, key)).toBe(1);
+  });
+
   it('answers 503 during the refund’s check that the charge is visible', async () => {
     const chargeId = await succeededChargeId();
     const answer = await whileLocked('LOCK TABLE charges IN ACCESS EXCLUSIVE MODE', () =>

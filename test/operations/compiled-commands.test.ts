@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { build } from 'esbuild';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { ensureBuilt, repoRoot } from '../helpers/built';
+import { ensureBuilt, repoRoot, shippedRuntimeEnv } from '../helpers/built';
 import { adminQuery, withDatabase } from '../helpers/database';
 
 const run = promisify(execFile);
@@ -116,5 +116,23 @@ describe('the compiled commands', () => {
     const compose = readFileSync(path.join(repoRoot, 'docker-compose.yml'), 'utf8');
     expect(compose).toContain("command: ['node', 'dist/cli/migrate.js', 'up']");
     expect(compose).not.toMatch(/target: build/);
+  });
+
+  it('run with the image’s heap limit and malloc arenas, which the bench and the built children read from the Dockerfile', async () => {
+    const shipped = shippedRuntimeEnv();
+    expect(shipped).toEqual({ NODE_OPTIONS: '--max-old-space-size=512', MALLOC_ARENA_MAX: '2' });
+    const { stdout } = await run(
+      'node',
+      ['-e', "process.stdout.write(String(require('node:v8').getHeapStatistics().heap_size_limit / 2 ** 20))"],
+      { env: { PATH: process.env.PATH ?? '', ...shipped }, encoding: 'utf8' },
+    );
+    // The old space's 512 MB plus the young generation.
+    expect(Number(stdout)).toBeGreaterThanOrEqual(512);
+    expect(Number(stdout)).toBeLessThan(640);
+    // `NODE_ENV=production npm start` (scripts/start.sh) runs dist/main.js with the same defaults.
+    const startScript = readFileSync(path.join(repoRoot, 'scripts', 'start.sh'), 'utf8');
+    for (const [name, value] of Object.entries(shipped)) {
+      expect(startScript).toContain(`export ${name}="\${${name}-${value}}"`);
+    }
   });
 });

@@ -5,6 +5,7 @@
  * buffered audit rows are written, no relay claim is left, and it exits 0 within SHUTDOWN_GRACE_MS.
  */
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMerchant } from '../../src/merchants/merchants';
 import { openDatabase } from '../../src/platform/database';
@@ -78,6 +79,9 @@ describe('the built gateway under NODE_ENV=production, on SIGTERM', () => {
       { built: true, readyTimeoutMs: 60_000 },
     );
     children.push(gateway);
+    // As the image runs it: the Dockerfile's NODE_OPTIONS and MALLOC_ARENA_MAX.
+    const environ = readFileSync(`/proc/${gateway.process.pid}/environ`, 'utf8').split('\0');
+    expect(environ).toEqual(expect.arrayContaining(['NODE_OPTIONS=--max-old-space-size=512', 'MALLOC_ARENA_MAX=2']));
     const input = { amount: 4200, currency: 'USD', source: 'tok_visa' };
     expect((await createCharge(gateway.url, apiKey, 'prod-first', input)).status).toBe(200);
     for (let replay = 0; replay < 3; replay += 1) {

@@ -107,6 +107,31 @@ describe('when a query asks for many pages', () => {
     expect(small.body.errors).toBeUndefined();
   });
 
+  it('keeps no cost per document that variables can change: a small page first, then a large one is refused', async () => {
+    // The guard keeps a cost within the limit per parsed document only when no variable sits in a
+    // `first` argument or a directive (src/graphql/query-limits.ts).
+    const withFirst = `query Later($n: Int) { ${Array.from({ length: 10 }, (_, index) => page(`b${index}`, '$n')).join(' ')} }`;
+    expect((await postGraphql(gateway.url, { query: withFirst, variables: { n: 2 } }, auth())).status).toBe(200);
+    const large = await postGraphql(gateway.url, { query: withFirst, variables: { n: 100 } }, auth());
+    expect(large.status).toBe(400);
+    expect(large.body.errors?.[0]?.message).toMatch(/costs \d+ points/);
+
+    const pages = Array.from({ length: 10 }, (_, index) => page(`c${index}`, '100')).join(' ');
+    const withDirective = `query Skipped($skip: Boolean!) { ... @skip(if: $skip) { ${pages} } }`;
+    const skipped = await postGraphql(gateway.url, { query: withDirective, variables: { skip: true } }, auth());
+    expect(skipped.status).toBe(200);
+    const included = await postGraphql(gateway.url, { query: withDirective, variables: { skip: false } }, auth());
+    expect(included.status).toBe(400);
+    expect(included.body.errors?.[0]?.message).toMatch(/costs \d+ points/);
+
+    // A document no variable can change answers the same every time, from the kept cost.
+    const fixed = `query Fixed { ${page('d', '2')} }`;
+    for (let round = 0; round < 2; round += 1) {
+      const answer = await postGraphql(gateway.url, { query: fixed }, auth());
+      expect(answer.status).toBe(200);
+    }
+  });
+
   it('lets a full page of 100 charges with every field through', async () => {
     const answer = await postGraphql(gateway.url, { query: `{ ${page('all', '100')} }` }, auth());
     expect(answer.status).toBe(200);
