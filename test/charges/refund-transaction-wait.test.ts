@@ -14,18 +14,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestEnvironment, startTestGateway, type TestEnvironment, type TestGateway } from '../helpers/gateway';
-import { createCharge, postGraphql } from '../helpers/http';
+import { createCharge, refundCharge } from '../helpers/http';
 import { waitFor } from '../helpers/ledger';
-
-const refundMutation = 'mutation R($input: RefundChargeInput!) { refundCharge(input: $input) { id status amount } }';
-
-function refund(gateway: TestGateway, key: string, input: Record<string, unknown>) {
-  return postGraphql(
-    gateway.url,
-    { query: refundMutation, variables: { input } },
-    { authorization: `Bearer ${gateway.apiKey}`, 'idempotency-key': key },
-  );
-}
 
 /** A gateway for the describe block it is called in, with the given settings. */
 function gatewayWith(overrides: Record<string, string>): {
@@ -83,8 +73,8 @@ describe('refunds behind a hot charge row with the pool saturated', () => {
     const chargeId = await chargeToRefund(gateway, 'hot-charge');
     const answers = await withChargeRowLocked(environment, chargeId, () =>
       Promise.all([
-        refund(gateway, 'hot-refund-1', { chargeId, amount: 100 }),
-        refund(gateway, 'hot-refund-2', { chargeId, amount: 200 }),
+        refundCharge(gateway, 'hot-refund-1', { chargeId, amount: 100 }),
+        refundCharge(gateway, 'hot-refund-2', { chargeId, amount: 200 }),
       ]),
     );
     const summary = answers.map((answer) => ({
@@ -100,7 +90,7 @@ describe('refunds behind a hot charge row with the pool saturated', () => {
       ['hot-refund-2', 200],
     ] as const) {
       for (let attempt = 0; ; attempt += 1) {
-        const answer = await refund(gateway, key, { chargeId, amount });
+        const answer = await refundCharge(gateway, key, { chargeId, amount });
         if (answer.status === 200) break;
         expect([409, 503], answer.text).toContain(answer.status);
         expect(attempt, answer.text).toBeLessThan(30);
@@ -119,7 +109,7 @@ describe('a refund whose transaction outlives Prisma’s timeout (a lock timeout
     const [environment, gateway] = [setup.environment(), setup.gateway()];
     const chargeId = await chargeToRefund(gateway, 'slow-lock-charge');
     const answer = await withChargeRowLocked(environment, chargeId, async () => {
-      const pending = refund(gateway, 'slow-lock-refund', { chargeId, amount: 300 });
+      const pending = refundCharge(gateway, 'slow-lock-refund', { chargeId, amount: 300 });
       await waitFor(
         async () =>
           (await environment.database.count(
@@ -135,7 +125,7 @@ describe('a refund whose transaction outlives Prisma’s timeout (a lock timeout
     const first = await answer.pending;
     expect(first.status, first.text).toBe(503);
     expect(first.body.errors?.[0]?.extensions?.code).toBe('TRANSIENT_FAILURE');
-    const retry = await refund(gateway, 'slow-lock-refund', { chargeId, amount: 300 });
+    const retry = await refundCharge(gateway, 'slow-lock-refund', { chargeId, amount: 300 });
     expect(retry.status, retry.text).toBe(200);
     await expectRefunded(environment, chargeId, 300);
   });

@@ -62,6 +62,22 @@ export function createCharge(
   );
 }
 
+const refundChargeMutation =
+  'mutation R($input: RefundChargeInput!) { refundCharge(input: $input) { id status amount } }';
+
+/** refundCharge over HTTP with the target's API key and the given Idempotency-Key. */
+export function refundCharge(
+  target: { url: string; apiKey: string },
+  key: string,
+  input: Record<string, unknown>,
+): Promise<GraphqlAnswer<{ refundCharge: Record<string, unknown> | null }>> {
+  return postGraphql(
+    target.url,
+    { query: refundChargeMutation, variables: { input } },
+    { authorization: `Bearer ${target.apiKey}`, 'idempotency-key': key },
+  );
+}
+
 /** Checks a 503 TRANSIENT_FAILURE that says when to retry; returns its Retry-After in seconds. */
 export function expectTransientFailure<Data>(answer: GraphqlAnswer<Data>): number {
   expect(answer.status).toBe(503);
